@@ -1,0 +1,1 @@
+"""analysis: gradient-variance statistics of randomized defenses, interactive figures and reports."""

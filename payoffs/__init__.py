@@ -1,0 +1,1 @@
+"""payoffs: real models and data -> attacks against defenses -> payoff tables."""

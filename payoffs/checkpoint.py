@@ -1,0 +1,76 @@
+"""defdrop checkpoints: weights plus what rebuilds the model, loadable with ``weights_only=True``."""
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from payoffs.errors import DefdropError
+from payoffs.models import PaperCNN
+
+FORMAT = "defdrop-checkpoint"
+VERSION = 1
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write via a temporary file in the same directory and rename, so readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(path: str | Path, model: PaperCNN, meta: dict[str, Any]) -> None:
+    """Save ``{"format", "version", "config", "meta", "state_dict"}`` atomically (tensors moved to CPU)."""
+    import io
+
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    payload = {"format": FORMAT, "version": VERSION, "config": model.config(), "meta": dict(meta),
+               "state_dict": state}
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[PaperCNN, dict[str, Any]]:
+    """Rebuild the model from a checkpoint (``torch.load(weights_only=True)``); returns (model in eval mode, meta)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DefdropError(f"{path}: checkpoint file not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError, AttributeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DefdropError(f"{path}: not a defdrop checkpoint ({first[:120]})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise DefdropError(f"{path}: not a defdrop checkpoint (no '{FORMAT}' header)")
+    if payload.get("version") != VERSION:
+        raise DefdropError(f"{path}: checkpoint version {payload.get('version')} not supported (expected {VERSION})")
+    try:
+        model = PaperCNN(**payload["config"])
+        model.load_state_dict(payload["state_dict"])
+    except (KeyError, TypeError, RuntimeError) as exc:
+        raise DefdropError(f"{path}: checkpoint does not match its architecture ({str(exc).splitlines()[0][:120]})") from None
+    return model.to(device).eval(), dict(payload.get("meta", {}))
+
+
+def weights_hash(model: PaperCNN) -> str:
+    """SHA-256 (16 hex digits) over the weights and the architecture config; names a model in caches."""
+    h = hashlib.sha256(repr(sorted(model.config().items())).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
