@@ -53,8 +53,9 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tup
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError, AttributeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DefdropError(f"{path}: not a defdrop checkpoint ({first[:120]})") from None
+        why = ("it holds objects that weights_only loading refuses" if "weights_only" in str(exc).lower()
+               else "not a torch file")
+        raise DefdropError(f"{path}: not a defdrop checkpoint ({why})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise DefdropError(f"{path}: not a defdrop checkpoint (no '{FORMAT}' header)")
     if payload.get("version") != VERSION:

@@ -174,6 +174,9 @@ def read_cifar_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 def load_cifar10(directory: str | Path | None) -> Dataset:
     """CIFAR-10 python batches data_batch_1..5 and test_batch in ``directory``."""
     path = _check_dir(directory, "cifar10")
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        if not (path / name).is_file():
+            raise DefdropError(f"{path / name}: missing file")
     train = [read_cifar_batch(path / f"data_batch_{i}") for i in range(1, 6)]
     x_test, y_test = read_cifar_batch(path / "test_batch")
     x_train = np.concatenate([b[0] for b in train])
