@@ -80,7 +80,8 @@ def train(
     save_checkpoint(out, result.model, {
         "dataset": dataset, "train_dropout": train_dropout, "epochs": epochs, "seed": seed,
         "batch_size": batch_size, "learning_rate": learning_rate, "test_accuracy": result.test_accuracy,
-        "seconds_per_epoch": result.seconds_per_epoch, "dropout_layer": dropout_layer})
+        "seconds_per_epoch": result.seconds_per_epoch, "dropout_layer": dropout_layer,
+        "data_dir": str(data_dir.resolve()) if data_dir else None})
     console.print(f"test accuracy {result.test_accuracy:.4f} on {len(data.x_test)} {dataset} test images "
                   f"({result.seconds_per_epoch:.1f} s/epoch on {dev}); wrote {out}")
 
@@ -157,6 +158,92 @@ def demo(
         save_checkpoint(ckpt, result.model, meta)
         net = result.model
     _print_accuracy_table(net, meta, [0.0, 0.1, 0.3, 0.5, 0.7, 0.9], True, 20, 0, None)
+
+
+def _list(text: Optional[str], what: str, **bounds) -> Optional[list[float]]:
+    from payoffs.parsing import parse_floats
+    return None if text is None else parse_floats(text, what, **bounds)
+
+
+@app.command()
+@user_errors
+def payoff(
+    model: list[Path] = typer.Option(..., "--model", help="Checkpoint(s); repeat for several training rates."),
+    attack: str = typer.Option("cw", "--attack", help="Comma list of fgsm, jsma, cw, pgd."),
+    kappa: Optional[str] = typer.Option(None, "--kappa", help="C&W confidence(s) kappa, e.g. 0,10."),
+    c: Optional[str] = typer.Option(None, "--c", help="C&W initial constant(s) c."),
+    search_steps: Optional[str] = typer.Option(None, "--search-steps", help="C&W binary-search steps."),
+    iterations: Optional[str] = typer.Option(None, "--iterations", help="C&W Adam iterations per step."),
+    learning_rate: Optional[str] = typer.Option(None, "--learning-rate", help="C&W Adam step size(s)."),
+    eps: Optional[str] = typer.Option(None, "--eps", help="FGSM/PGD Linf budget(s)."),
+    steps: Optional[str] = typer.Option(None, "--steps", help="PGD steps."),
+    theta: Optional[str] = typer.Option(None, "--theta", help="JSMA perturbation per feature."),
+    gamma: Optional[str] = typer.Option(None, "--gamma", help="JSMA max fraction of features changed."),
+    eot: str = typer.Option("1", "--eot", help="EOT samples per gradient step, e.g. 1,8."),
+    success_test: str = typer.Option("single", "--success-test", help="single (the paper) and/or expected."),
+    test_dropout: str = typer.Option("0,0.1,0.3,0.5,0.7,0.9", "--test-dropout", help="Test dropout rates r'."),
+    sap: bool = typer.Option(False, "--sap", help="Add SAP (one draw per unit) as a defender strategy."),
+    sap_draws: Optional[str] = typer.Option(None, "--sap-draws", help="SAP with fixed numbers of draws."),
+    strategies: Optional[Path] = typer.Option(None, "--strategies", help="TOML file with both spaces "
+                                                                           "(replaces the options above)."),
+    n_images: int = typer.Option(100, "--n-images", help="N correctly classified test images (x 9 targets)."),
+    eval_samples: int = typer.Option(20, "--eval-samples", help="M defender samples per adversarial example."),
+    seed: int = typer.Option(0),
+    jobs: int = typer.Option(1, "--jobs", help="Cells in parallel processes (cores are shared, not oversubscribed)."),
+    cache_dir: Path = typer.Option(Path(".defdrop-cache/cells"), "--cache-dir", help="Finished cells (resume)."),
+    out: Path = typer.Option(Path("payoff.csv"), "--out", help="CSV to write (+ a .json sidecar)."),
+    device: str = DeviceOpt,
+) -> None:
+    """Evaluate every attacker strategy against every defender strategy into a payoff table."""
+    import time as _time
+
+    from gameplay.strategies import attacker_space, defender_space, spaces_from_toml
+    from payoffs.parsing import parse_floats, parse_ints
+    from payoffs.table import build_payoff_table, load_model_refs, write_payoff_table
+
+    if jobs < 1:
+        raise DefdropError(f"--jobs {jobs} must be at least 1")
+    if strategies is not None:
+        attackers, defenders = spaces_from_toml(strategies)
+    else:
+        params = {"kappa": _list(kappa, "--kappa"), "initial_c": _list(c, "--c"),
+                  "search_steps": _list(search_steps, "--search-steps"), "iterations": _list(iterations, "--iterations"),
+                  "learning_rate": _list(learning_rate, "--learning-rate"), "eps": _list(eps, "--eps"),
+                  "steps": _list(steps, "--steps"), "theta": _list(theta, "--theta"), "gamma": _list(gamma, "--gamma")}
+        attackers = attacker_space([a.strip() for a in attack.split(",") if a.strip()], params,
+                                   parse_ints(eot, "--eot", low=1), [t.strip() for t in success_test.split(",")])
+        defenders = defender_space(parse_floats(test_dropout, "--test-dropout", low=0.0, high=1.0), sap,
+                                   parse_ints(sap_draws, "--sap-draws", low=1) if sap_draws else [])
+    dev = str(_device(device))
+    refs = load_model_refs(model)
+    console.print(f"{len(refs)} model(s) x {len(defenders)} defender(s) x {len(attackers)} attacker(s) = "
+                  f"{len(refs) * len(defenders) * len(attackers)} cells; N={n_images} images x 9 targets, "
+                  f"M={eval_samples}, seed {seed}, cache {cache_dir}")
+    start = _time.perf_counter()
+    with progress_bar() as bar:
+        overall = bar.add_task("payoff cells", total=None)
+        current: dict[str, int] = {}
+
+        def cell_progress(kind: str):
+            if jobs > 1:
+                return None
+            if kind in current:
+                bar.remove_task(current.pop(kind))
+            current[kind] = bar.add_task(f"  {kind}", total=None)
+            return lambda i, n: bar.update(current[kind], completed=i, total=n)
+
+        def done(kind: str, i: int, n: int, record: dict) -> None:
+            bar.update(overall, completed=i, total=n)
+
+        table = build_payoff_table(refs, attackers, defenders, n_images=n_images, eval_samples=eval_samples,
+                                   seed=seed, cache_dir=cache_dir, jobs=jobs, device=dev, on_done=done,
+                                   progress_for=cell_progress)
+    write_payoff_table(table, out, models=refs, attackers=attackers, defenders=defenders, n_images=n_images,
+                       eval_samples=eval_samples, seed=seed, seconds=_time.perf_counter() - start)
+    show = table[["attacker", "defender", "asr", "asr_low", "asr_high", "asr_majority", "l2_mean",
+                  "clean_accuracy"]]
+    console.print(show.to_string(index=False, float_format=lambda v: f"{v:.4f}"), highlight=False, markup=False)
+    console.print(f"wrote {out} and {out.with_suffix('.json')}")
 
 
 def main() -> None:

@@ -1,0 +1,587 @@
+"""Gradient variance of randomized defenses (paper section 3.3 and Figure 4), measured rather than assumed.
+
+The paper explains defensive dropout by the spread of the gradients an attacker samples: with test dropout
+rate r' the densities of sampled gradients get "shorter and fatter" as r' grows, and are much wider than
+under SAP. This module samples those gradients and summarizes them.
+
+What is sampled. The C&W attack (paper eq. 5) minimizes ``||delta||_2^2 + c * f(x + delta)`` with
+``f(x) = max(max_{i != t} Z_i(x) - Z_t(x), -kappa)``. At the attack's starting point ``delta = 0`` the
+distance term has zero gradient, so the attacker's stochastic gradient is ``c * grad_x f(x; m)``, one per
+defender sample m (a dropout mask or an SAP draw). We draw ``S`` of them per input, each on a fresh defender
+sample, by repeating the input S times along the batch (every row draws its own mask) in a few batched
+forward/backward passes. The model's train/eval mode is never touched: the defense is random in every mode,
+and training dropout stays off when the model arrives in eval mode.
+
+Inputs (see :func:`select_inputs`): the first test images that the undefended model (empty defense slot, eval
+mode) classifies correctly, each with the target class ``t = (label + 1) mod num_classes``.
+
+Statistics of one gradient set ``g_1 .. g_S`` (each flattened to P dimensions), see
+:func:`gradient_statistics`, each over the D chosen dimensions (``_chosen``) and over all P (``_all``):
+
+- ``var``: mean over dimensions of the per-dimension sample variance ``s_j^2`` (ddof = 1);
+- ``snr``: mean over dimensions of ``|mean_j| / s_j`` (``inf`` where ``s_j = 0 < |mean_j|``; dimensions with
+  ``s_j = 0 = mean_j`` are left out);
+- ``cos``: mean over samples of ``cos(g_s, mean g)`` (samples with a zero vector are left out);
+- ``kurt``: mean over dimensions of the excess (Fisher) kurtosis ``m4 / m2^2 - 3``
+  (``scipy.stats.kurtosis(bias=True)``; constant dimensions are left out);
+
+plus ``snr_vec = ||mean g||_2 / sqrt(sum_j s_j^2)`` (one SNR for the whole vector), ``grad_norm`` (mean
+``||g_s||_2``) and ``zero_frac`` (fraction of samples whose gradient is exactly zero, i.e. ``f`` was clamped at
+``-kappa`` because that sample already classified x as the target with margin kappa).
+
+Chosen dimensions: the same D dimensions for every defender on a given input, so panels compare.
+``magnitude`` takes the D largest ``|grad_x f|`` of the *undefended* model on that input (deterministic; ties
+go to the lower index), so the choice does not depend on which defenders are listed. ``random`` draws D
+distinct dimensions per input from ``numpy.random.default_rng(seed)``.
+
+Aggregation over inputs: the mean over images, with a 95% percentile-bootstrap interval (2,000 resamples of
+images, seeded) and the bootstrap standard error. Intervals need at least 2 images (NaN otherwise).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import stats as sps
+from torch import nn
+
+from payoffs.attacks.objectives import cw_f
+from payoffs.defenses import SAP, TestTimeDropout
+from payoffs.errors import DefdropError
+from payoffs.models import with_defense
+
+DIM_SELECTIONS = ("magnitude", "random")
+SCOPED = ("var", "snr", "cos", "kurt")
+STATISTICS = tuple(f"{s}_{scope}" for s in SCOPED for scope in ("chosen", "all")) + (
+    "snr_vec", "grad_norm", "zero_frac")
+STAT_LABELS = {
+    "var_chosen": "variance (D dims)", "var_all": "variance (all dims)",
+    "snr_chosen": "SNR |E g|/std (D dims)", "snr_all": "SNR |E g|/std (all dims)",
+    "cos_chosen": "cos(g, E g) (D dims)", "cos_all": "cos(g, E g) (all dims)",
+    "kurt_chosen": "excess kurtosis (D dims)", "kurt_all": "excess kurtosis (all dims)",
+    "snr_vec": "vector SNR ||E g|| / sqrt(tr Cov)", "grad_norm": "mean ||g||", "zero_frac": "zero-gradient fraction",
+}
+INTERVAL = "95% percentile bootstrap over images (2000 resamples)"
+
+Defender = tuple[str, nn.Module]
+
+
+# --------------------------------------------------------------------------- defenders and inputs
+def describe_defense(module: nn.Module) -> tuple[str, float]:
+    """``(defense, test_dropout)`` in the payoff table's convention: none/0, dropout/r', sap/NaN."""
+    if isinstance(module, nn.Identity) or (isinstance(module, TestTimeDropout) and module.rate == 0.0):
+        return "none", 0.0
+    if isinstance(module, TestTimeDropout):
+        return "dropout", float(module.rate)
+    if isinstance(module, SAP):
+        return "sap", float("nan")
+    return "other", float("nan")
+
+
+def build_defenders(rates: Sequence[float], sap: bool = False, sap_fraction: float = 1.0) -> list[Defender]:
+    """Defender strategies with the CLI's labels: ``none`` (r' = 0), ``dropout[r'=0.5]``, ``sap[frac=1]``."""
+    out: list[Defender] = [("none" if r == 0 else f"dropout[r'={r:g}]", TestTimeDropout(r)) for r in rates]
+    if sap:
+        out.append((f"sap[frac={sap_fraction:g}]", SAP(fraction=sap_fraction)))
+    return out
+
+
+@torch.no_grad()
+def select_inputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, images: int,
+                  num_classes: int = 10) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The first ``images`` inputs the undefended model classifies correctly, with target ``(y + 1) mod K``.
+
+    Returns ``(x_sel, y_sel, target)``. "Undefended" means the defense slot emptied (``nn.Identity``) and the
+    model in whatever mode it arrived in (eval after :func:`payoffs.checkpoint.load_checkpoint`).
+    """
+    if images < 1:
+        raise DefdropError(f"--images {images} must be at least 1")
+    plain = with_defense(model, nn.Identity())
+    device = next(model.parameters()).device
+    keep: list[int] = []
+    for start in range(0, len(x), 500):
+        pred = plain(x[start:start + 500].to(device)).argmax(1).cpu()
+        keep.extend((start + torch.nonzero(pred == y[start:start + 500]).flatten()).tolist())
+        if len(keep) >= images:
+            break
+    if len(keep) < images:
+        raise DefdropError(f"--images {images}: only {len(keep)} of {len(x)} test images are classified correctly")
+    idx = torch.tensor(keep[:images])
+    return x[idx], y[idx], (y[idx] + 1) % num_classes
+
+
+# --------------------------------------------------------------------------- sampling
+def _fork_rng(device: torch.device):
+    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
+
+
+def sample_gradients(model: nn.Module, x: torch.Tensor, target: torch.Tensor, samples: int = 50,
+                     kappa: float = 0.0, batch_size: int = 1000) -> torch.Tensor:
+    """``grad_x f(x_n; m_s)`` for every input n and defender sample s, shape ``(N, S, *x.shape[1:])`` on CPU.
+
+    ``f`` is :func:`payoffs.attacks.objectives.cw_f`. Row ``n * S + s`` of the repeated batch is input n with
+    its own defender sample; passes hold ``batch_size`` rows. Uses the global torch RNG (seed it outside).
+    """
+    device = next(model.parameters()).device
+    n, rows = len(x), len(x) * samples
+    out = torch.empty((rows, *x.shape[1:]), dtype=torch.float32)
+    for start in range(0, rows, batch_size):
+        which = torch.arange(start, min(rows, start + batch_size)) // samples
+        xb = x[which].to(device=device, dtype=torch.float32).detach().requires_grad_(True)
+        f = cw_f(model(xb), target[which].to(device), kappa)
+        (grad,) = torch.autograd.grad(f.sum(), xb)
+        out[start:start + len(which)] = grad.detach().cpu()
+    return out.view(n, samples, *x.shape[1:])
+
+
+def choose_dims(reference: np.ndarray, dims: int, how: str = "magnitude",
+                rng: np.random.Generator | None = None) -> np.ndarray:
+    """Indices of D dimensions of a flattened gradient ``reference`` (shape (P,)).
+
+    ``magnitude``: the D largest ``|reference_j|``, largest first, ties to the lower index. ``random``: D
+    distinct indices from ``rng``, sorted.
+    """
+    if how == "magnitude":
+        return np.argsort(-np.abs(reference), kind="stable")[:dims]
+    if how == "random":
+        return np.sort((rng or np.random.default_rng(0)).choice(reference.size, size=dims, replace=False))
+    raise DefdropError(f"dimension selection {how!r} must be one of {', '.join(DIM_SELECTIONS)}")
+
+
+# --------------------------------------------------------------------------- statistics
+def _scope_statistics(g: np.ndarray) -> dict[str, float]:
+    mean = g.mean(axis=0)
+    var = g.var(axis=0, ddof=1)
+    std = np.sqrt(var)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        snr = np.abs(mean) / std
+    snr = snr[~np.isnan(snr)]  # 0/0: a dimension that is zero in every sample carries no signal and no noise
+    moving = var > 0
+    kurt = sps.kurtosis(g[:, moving], axis=0, fisher=True, bias=True) if moving.any() else np.array([])
+    norms = np.linalg.norm(g, axis=1)
+    mnorm = np.linalg.norm(mean)
+    ok = norms > 0
+    cos = (g[ok] @ mean) / (norms[ok] * mnorm) if mnorm > 0 and ok.any() else np.array([])
+    return {
+        "var": float(var.mean()),
+        "snr": float(snr.mean()) if snr.size else float("nan"),
+        "cos": float(cos.mean()) if cos.size else float("nan"),
+        "kurt": float(np.mean(kurt)) if np.size(kurt) else float("nan"),
+    }
+
+
+def gradient_statistics(grads: np.ndarray, chosen: np.ndarray | Sequence[int]) -> dict[str, float]:
+    """Statistics of one gradient set ``grads`` (S samples x P dims) over ``chosen`` dims and over all dims.
+
+    Keys: ``var_chosen, var_all, snr_chosen, snr_all, cos_chosen, cos_all, kurt_chosen, kurt_all, snr_vec,
+    grad_norm, zero_frac`` (formulas in the module docstring).
+    """
+    g = np.asarray(grads, dtype=np.float64).reshape(len(grads), -1)
+    if g.shape[0] < 2:
+        raise DefdropError(f"gradient statistics need at least 2 samples, got {g.shape[0]}")
+    chosen = np.asarray(chosen, dtype=np.int64)
+    out: dict[str, float] = {}
+    for scope, sub in (("chosen", g[:, chosen]), ("all", g)):
+        for name, value in _scope_statistics(sub).items():
+            out[f"{name}_{scope}"] = value
+    total_var = float(g.var(axis=0, ddof=1).sum())
+    mnorm = float(np.linalg.norm(g.mean(axis=0)))
+    out["snr_vec"] = mnorm / math.sqrt(total_var) if total_var > 0 else (math.inf if mnorm > 0 else math.nan)
+    norms = np.linalg.norm(g, axis=1)
+    out["grad_norm"] = float(norms.mean())
+    out["zero_frac"] = float((norms == 0).mean())
+    return {k: out[k] for k in STATISTICS}
+
+
+def bootstrap_mean(values: np.ndarray, seed: int = 0, resamples: int = 2000,
+                   level: float = 0.95) -> tuple[float, float, float, float]:
+    """``(mean, low, high, std_error)`` of the mean of ``values`` by percentile bootstrap; NaNs dropped.
+
+    Infinite values are allowed (quantiles use the inverted CDF, no interpolation between inf and finite).
+    Fewer than 2 values give NaN bounds.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    v = v[~np.isnan(v)]
+    if v.size == 0:
+        return (math.nan,) * 4
+    mean = float(v.mean())
+    if v.size < 2:
+        return mean, math.nan, math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    means = v[rng.integers(0, v.size, size=(resamples, v.size))].mean(axis=1)
+    alpha = (1.0 - level) / 2.0
+    low, high = np.quantile(means, [alpha, 1.0 - alpha], method="inverted_cdf")
+    finite = means[np.isfinite(means)]
+    se = float(finite.std(ddof=1)) if finite.size == means.size else math.inf
+    return mean, float(min(low, mean)), float(max(high, mean)), se
+
+
+# --------------------------------------------------------------------------- the analysis
+@dataclass(frozen=True, eq=False)
+class GradVarResult:
+    """Sampled-gradient statistics for several defender strategies on the same model and inputs.
+
+    ``table``: one row per defender (columns ``defender, defense, test_dropout, train_dropout, model,
+    n_images, samples, dims, dim_selection`` then, per statistic, ``<stat>, <stat>_low, <stat>_high,
+    <stat>_se``). ``per_image``: one row per (image, defender) with the raw statistics. ``values``: the sampled
+    gradient values at the chosen dims, shape (N images, K defenders, S samples, D dims); ``dims``: the
+    chosen flat indices, shape (N, D). (``eq=False``: it holds arrays and DataFrames.)
+    """
+
+    table: pd.DataFrame
+    per_image: pd.DataFrame
+    values: np.ndarray
+    dims: np.ndarray
+    labels: tuple[str, ...]
+    input_shape: tuple[int, ...]
+    true_labels: np.ndarray
+    targets: np.ndarray
+    samples: int
+    dim_selection: str
+    seed: int
+    kappa: float
+    train_dropout: float | None = None
+    model: str | None = None
+    interval: str = INTERVAL
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def dim_name(self, flat: int) -> str:
+        """``x[c,h,w]`` for a flat index into the input."""
+        c, h, w = np.unravel_index(int(flat), self.input_shape)
+        return f"x[{c},{h},{w}]"
+
+
+def _validate(x: torch.Tensor, target: torch.Tensor, defenders: Sequence[Defender], samples: int, dims: int,
+              dim_selection: str, kappa: float) -> None:
+    if x.dim() != 4 or len(x) < 1:
+        raise DefdropError(f"gradvar inputs must be a non-empty batch N x C x H x W, got shape {tuple(x.shape)}")
+    if target.shape != (len(x),):
+        raise DefdropError(f"gradvar targets must have shape ({len(x)},), got {tuple(target.shape)}")
+    if not defenders:
+        raise DefdropError("gradvar needs at least one defender strategy")
+    labels = [label for label, _ in defenders]
+    if len(set(labels)) != len(labels):
+        raise DefdropError(f"defender labels must be unique, got {labels}")
+    if samples < 2:
+        raise DefdropError(f"--samples {samples} must be at least 2 (a variance needs two gradients)")
+    size = int(np.prod(x.shape[1:]))
+    if not 1 <= dims <= size:
+        raise DefdropError(f"--dims {dims} must be between 1 and the input size {size}")
+    if dim_selection not in DIM_SELECTIONS:
+        raise DefdropError(f"dimension selection {dim_selection!r} must be one of {', '.join(DIM_SELECTIONS)}")
+    if not (kappa >= 0 and math.isfinite(kappa)):
+        raise DefdropError(f"kappa {kappa} must be a finite number >= 0")
+
+
+def _model_id(model: nn.Module) -> str | None:
+    try:
+        from payoffs.checkpoint import weights_hash
+        return weights_hash(model)  # type: ignore[arg-type]
+    except (AttributeError, TypeError):
+        return None
+
+
+def run_gradvar(model: nn.Module, x: torch.Tensor, target: torch.Tensor, defenders: Sequence[Defender],
+                samples: int = 50, dims: int = 5, dim_selection: str = "magnitude", seed: int = 0,
+                kappa: float = 0.0, batch_size: int = 1000,
+                true_labels: torch.Tensor | None = None) -> GradVarResult:
+    """Sample S gradients of the C&W objective per input and defender, and summarize them.
+
+    ``model``: a :class:`payoffs.models.PaperCNN` (its defense slot is swapped per defender with
+    :func:`payoffs.models.with_defense`; its mode is left alone). ``x``: N x C x H x W inputs in [0, 1];
+    ``target``: (N,) target classes (``true_labels``, optional, only label the figures). ``defenders``: ``(label, module)`` pairs. The RNG is seeded per defender
+    from ``seed`` (and restored afterwards), so results are reproducible on the same device.
+    """
+    _validate(x, target, defenders, samples, dims, dim_selection, kappa)
+    device = next(model.parameters()).device
+    n, size = len(x), int(np.prod(x.shape[1:]))
+
+    reference = sample_gradients(with_defense(model, nn.Identity()), x, target, 1, kappa, batch_size)
+    reference = reference.reshape(n, size).numpy()
+    dim_rng = np.random.default_rng(seed)
+    chosen = np.stack([choose_dims(reference[i], dims, dim_selection, dim_rng) for i in range(n)])
+
+    values = np.empty((n, len(defenders), samples, dims))
+    rows: list[dict] = []
+    for k, (label, defense) in enumerate(defenders):
+        defended = with_defense(model, defense)
+        with _fork_rng(device):
+            torch.manual_seed(int(np.random.SeedSequence([seed, k]).generate_state(1)[0]))
+            grads = sample_gradients(defended, x, target, samples, kappa, batch_size)
+        grads = grads.reshape(n, samples, size).double().numpy()
+        kind, rate = describe_defense(defense)
+        for i in range(n):
+            values[i, k] = grads[i][:, chosen[i]]
+            rows.append({"image": i, "defender": label, "defense": kind, "test_dropout": rate,
+                         **gradient_statistics(grads[i], chosen[i])})
+    per_image = pd.DataFrame(rows)
+
+    train_dropout = getattr(model, "train_dropout", None)
+    model_id = _model_id(model)
+    summary: list[dict] = []
+    for k, (label, defense) in enumerate(defenders):
+        kind, rate = describe_defense(defense)
+        sub = per_image[per_image["defender"] == label]
+        row = {"defender": label, "defense": kind, "test_dropout": rate, "train_dropout": train_dropout,
+               "model": model_id, "n_images": n, "samples": samples, "dims": dims, "dim_selection": dim_selection}
+        for stat in STATISTICS:
+            mean, low, high, se = bootstrap_mean(sub[stat].to_numpy(), seed=seed)
+            row.update({stat: mean, f"{stat}_low": low, f"{stat}_high": high, f"{stat}_se": se})
+        summary.append(row)
+    return GradVarResult(
+        table=pd.DataFrame(summary), per_image=per_image, values=values, dims=chosen,
+        labels=tuple(label for label, _ in defenders), input_shape=tuple(int(s) for s in x.shape[1:]),
+        true_labels=np.full(n, -1) if true_labels is None else np.asarray(true_labels).copy(), targets=target.cpu().numpy().copy(), samples=samples,
+        dim_selection=dim_selection, seed=seed, kappa=float(kappa),
+        train_dropout=None if train_dropout is None else float(train_dropout), model=model_id)
+
+
+# --------------------------------------------------------------------------- reading the result
+def summary_table(result: GradVarResult,
+                  columns: Sequence[str] = ("var_chosen", "var_all", "snr_all", "snr_vec", "cos_all",
+                                            "kurt_chosen")) -> pd.DataFrame:
+    """The statistics table as strings, ``mean [low, high]`` per statistic, one row per defender (for printing)."""
+    def fmt(v: float) -> str:
+        if math.isnan(v):
+            return "-"
+        if math.isinf(v):
+            return "inf"
+        return f"{v:.3g}"
+
+    out = pd.DataFrame({"defender": result.table["defender"]})
+    for stat in columns:
+        t = result.table
+        out[STAT_LABELS.get(stat, stat)] = [
+            fmt(m) if math.isnan(lo) else f"{fmt(m)} [{fmt(lo)}, {fmt(hi)}]"
+            for m, lo, hi in zip(t[stat], t[f"{stat}_low"], t[f"{stat}_high"])]
+    return out
+
+
+@dataclass(frozen=True)
+class Check:
+    """One claim of the paper, tested on this result: ``holds`` is None when the data cannot say."""
+
+    claim: str
+    holds: bool | None
+    detail: str
+
+
+def paper_checks(result: GradVarResult, statistic: str = "var_all") -> list[Check]:
+    """Test section 3.3's two claims about Figure 4 on this result.
+
+    1. Variance grows with r' (mean over images strictly increasing in r', and per image: the fraction of
+       images whose variance is strictly increasing). 2. SAP's variance is below every r' > 0 dropout strategy's
+       (means, and whether the 95% intervals separate).
+    """
+    t = result.table
+    checks: list[Check] = []
+    drop = t[t["defense"].isin(["none", "dropout"])].sort_values("test_dropout")
+    if len(drop) >= 2:
+        means = drop[statistic].to_numpy()
+        increasing = bool(np.all(np.diff(means) > 0))
+        wide = result.per_image.pivot(index="image", columns="defender", values=statistic)[list(drop["defender"])]
+        per_image = float(np.mean(np.all(np.diff(wide.to_numpy(), axis=1) > 0, axis=1)))
+        rates = ", ".join(f"{r:g}" for r in drop["test_dropout"])
+        checks.append(Check(
+            f"{statistic} grows with r'", increasing,
+            f"means over r' = {rates}: " + ", ".join(f"{m:.3g}" for m in means)
+            + f"; strictly increasing on {per_image:.0%} of {result.per_image['image'].nunique()} images"))
+    sap = t[t["defense"] == "sap"]
+    dropout = t[(t["defense"] == "dropout") & (t["test_dropout"] > 0)]
+    for _, s in sap.iterrows():
+        if dropout.empty:
+            break
+        below = bool(np.all(s[statistic] < dropout[statistic]))
+        weakest = dropout.loc[dropout[statistic].idxmin()]
+        separated = bool(s[f"{statistic}_high"] < weakest[f"{statistic}_low"])
+        checks.append(Check(
+            f"{s['defender']}: {statistic} below every dropout strategy (Fig. 4f)", below,
+            f"{s['defender']} {s[statistic]:.3g} [{s[f'{statistic}_low']:.3g}, {s[f'{statistic}_high']:.3g}] vs "
+            f"smallest dropout {weakest['defender']} {weakest[statistic]:.3g} [{weakest[f'{statistic}_low']:.3g}, "
+            f"{weakest[f'{statistic}_high']:.3g}]; intervals {'separate' if separated else 'overlap'}"))
+    return checks
+
+
+# --------------------------------------------------------------------------- against a payoff table
+EXPECTED_SIGN = {"var": -1, "snr": 1, "cos": 1, "grad": 0, "kurt": 0, "zero": 0}
+
+
+def _rate_key(defense: str, rate: float) -> float:
+    return -1.0 if defense == "sap" or rate is None or (isinstance(rate, float) and math.isnan(rate)) \
+        else round(float(rate), 6)
+
+
+def _spearman(x: np.ndarray, y: np.ndarray) -> float:
+    if len(x) < 3 or np.unique(x).size < 2 or np.unique(y).size < 2:
+        return math.nan
+    return float(sps.spearmanr(x, y).statistic)
+
+
+def _spearman_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Spearman's rho of each row pair of (R, n) arrays (Pearson of average ranks); NaN for constant rows."""
+    rx, ry = sps.rankdata(x, axis=1), sps.rankdata(y, axis=1)
+    rx -= rx.mean(axis=1, keepdims=True)
+    ry -= ry.mean(axis=1, keepdims=True)
+    den = np.sqrt((rx ** 2).sum(axis=1) * (ry ** 2).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, (rx * ry).sum(axis=1) / den, np.nan)
+
+
+def _permutation_p(x: np.ndarray, y: np.ndarray, seed: int) -> float:
+    """Two-sided permutation p-value of Spearman's rho = 0 (exact while n! <= 9999, i.e. n <= 7)."""
+    if math.isnan(_spearman(x, y)):
+        return math.nan
+    res = sps.permutation_test((x, y), lambda a, b: sps.spearmanr(a, b).statistic, permutation_type="pairings",
+                               n_resamples=9999, alternative="two-sided", rng=np.random.default_rng(seed))
+    return float(res.pvalue)
+
+
+@dataclass(frozen=True, eq=False)
+class VarianceAsrRelation:
+    """Does a gradient statistic predict ASR across defender strategies?
+
+    ``table``: one row per (attacker[, model], statistic): ``n`` strategies, Spearman ``rho``, ``rho_low`` /
+    ``rho_high`` (95% percentile interval of rho when every ASR and every statistic is redrawn from
+    Normal(estimate, its standard error): how sure the ranking is given the measurement noise), ``p_value``
+    (permutation test of rho = 0 over the strategies, exact for n <= 8), ``rho_dropout_only`` (SAP left out),
+    ``expected`` (the sign the paper's explanation predicts: variance -, SNR/cosine +) and ``verdict``.
+    ``points``: the merged (statistic, ASR) pairs.
+    """
+
+    table: pd.DataFrame
+    points: pd.DataFrame
+    statistics: tuple[str, ...]
+
+
+def variance_asr_relation(stats_df: pd.DataFrame, payoff_df: pd.DataFrame,
+                          statistics: Sequence[str] = ("var_all", "var_chosen", "snr_all", "snr_vec", "cos_all"),
+                          resamples: int = 2000, seed: int = 0, alpha: float = 0.05) -> VarianceAsrRelation:
+    """Relate gradient statistics (a :attr:`GradVarResult.table`) to ASR (a payoff table) over defenders.
+
+    Rows are matched on the defender strategy ``(defense, test_dropout)`` (SAP: ``defense == "sap"``). The
+    payoff table is narrowed to the statistics' model: its ``train_dropout`` and, where the payoff table names
+    it, its ``model``. Groups are attackers (and models, if several remain). Verdict: ``as the paper predicts``
+    when p < alpha, the noise interval excludes 0 and the sign is the expected one; ``against the paper`` when
+    the same holds with the opposite sign; ``inconclusive`` otherwise.
+    """
+    for col in ("defense", "test_dropout", *statistics):
+        if col not in stats_df.columns:
+            raise DefdropError(f"statistics table lacks column {col!r}")
+    for col in ("attacker", "defense", "test_dropout", "asr"):
+        if col not in payoff_df.columns:
+            raise DefdropError(f"payoff table lacks column {col!r}")
+    pay = payoff_df.copy()
+    if "train_dropout" in stats_df and "train_dropout" in pay and stats_df["train_dropout"].notna().all():
+        rates = stats_df["train_dropout"].unique()
+        if len(rates) == 1:
+            pay = pay[np.isclose(pay["train_dropout"].astype(float), float(rates[0]))]
+    if "model" in stats_df and "model" in pay:
+        ids = set(stats_df["model"].dropna())
+        if ids & set(pay["model"].astype(str)):
+            pay = pay[pay["model"].astype(str).isin(ids)]
+    if pay.empty:
+        raise DefdropError("payoff table has no rows for the statistics' model (train_dropout/model do not match)")
+
+    st = stats_df.copy()
+    st["_key"] = [(d, _rate_key(d, r)) for d, r in zip(st["defense"], st["test_dropout"])]
+    if st["_key"].duplicated().any():
+        raise DefdropError("statistics table has two defenders with the same (defense, test_dropout); "
+                           "keep one SAP variant per table")
+    pay["_key"] = [(d, _rate_key(d, r)) for d, r in zip(pay["defense"], pay["test_dropout"])]
+    groups = ["attacker"] + (["model"] if "model" in pay and pay["model"].nunique() > 1 else [])
+    if pay.duplicated(groups + ["_key"]).any():
+        raise DefdropError("payoff table has several cells for one attacker and defender strategy; "
+                           "filter it to one model and one SAP variant")
+    keep = [c for c in ("defender", "defense", "test_dropout", "_key") if c in st] + [
+        c for s in statistics for c in (s, f"{s}_low", f"{s}_high", f"{s}_se") if c in st]
+    asr_cols = [c for c in ("asr", "asr_low", "asr_high", "asr_std_error") if c in pay]
+    points = pay[groups + ["_key"] + asr_cols].merge(st[keep], on="_key", how="inner")
+    points = points[points["asr"].notna()].drop(columns="_key").reset_index(drop=True)
+
+    rng = np.random.default_rng(seed)
+    rows: list[dict] = []
+    for gkey, g in points.groupby(groups, sort=True):
+        gkey = gkey if isinstance(gkey, tuple) else (gkey,)
+        asr = g["asr"].to_numpy(float)
+        asr_se = np.nan_to_num(g["asr_std_error"].to_numpy(float)) if "asr_std_error" in g else np.zeros(len(g))
+        for stat in statistics:
+            x = g[stat].to_numpy(float)
+            x_se = np.nan_to_num(g[f"{stat}_se"].to_numpy(float), posinf=0.0) if f"{stat}_se" in g \
+                else np.zeros(len(g))
+            rho = _spearman(x, asr)
+            noise = rng.standard_normal((2, resamples, len(x)))
+            draws = _spearman_rows(x + noise[0] * x_se, np.clip(asr + noise[1] * asr_se, 0.0, 1.0))
+            draws = draws[~np.isnan(draws)]
+            low, high = np.quantile(draws, [0.025, 0.975]) if draws.size else (math.nan, math.nan)
+            p = _permutation_p(x, asr, seed)
+            drop_only = (g["defense"] != "sap").to_numpy()
+            expected = EXPECTED_SIGN.get(stat.split("_")[0], 0)
+            shown = not math.isnan(rho) and not math.isnan(p) and p < alpha and not low <= 0 <= high
+            if expected == 0:
+                verdict = "associated" if shown else "no association shown"
+            elif not shown:
+                verdict = "inconclusive"
+            else:
+                verdict = "as the paper predicts" if np.sign(rho) == expected else "against the paper"
+            rows.append({**dict(zip(groups, gkey)), "statistic": stat, "n": len(g), "rho": rho,
+                         "rho_low": float(low), "rho_high": float(high), "p_value": p,
+                         "rho_dropout_only": _spearman(x[drop_only], asr[drop_only]),
+                         "expected": {-1: "-", 1: "+", 0: "?"}[expected], "verdict": verdict})
+    return VarianceAsrRelation(pd.DataFrame(rows), points, tuple(statistics))
+
+
+# --------------------------------------------------------------------------- the page
+def write_gradvar_html(result: GradVarResult, path: str | Path, payoff_df: pd.DataFrame | None = None,
+                       image: int = 0, title: str = "Gradient variance of defensive dropout vs SAP") -> Path:
+    """Write the self-contained analysis page: Figure 4 (for input ``image``), statistics against r', the table,
+    the paper checks and, given a payoff table, Figures 3/5 and the statistic-ASR relation."""
+    from analysis import figures
+    from analysis.html import write_page
+
+    n = len(result.dims)
+    if not 0 <= image < n:
+        raise DefdropError(f"image {image} out of range; the result holds {n} images")
+    label = int(result.true_labels[image])
+    who = f"label {label}, " if label >= 0 else ""
+    blocks: list = [
+        f"Model: train dropout r = {result.train_dropout}, weights `{result.model}`. {n} inputs (the first test "
+        f"images the undefended model classifies correctly), target class t = (label + 1) mod 10. "
+        f"S = {result.samples} gradients of the C&W objective f (kappa = {result.kappa:g}) per input and defender, "
+        f"each on a fresh defender sample, taken at the attack's starting point x. "
+        f"D = {result.dims.shape[1]} dimensions chosen by {result.dim_selection}"
+        + (" (largest |grad f| of the undefended model on that input)" if result.dim_selection == "magnitude"
+           else f" (random, seed {result.seed})") + ", the same for every defender.",
+        f"## Figure 4: sampled gradients on input {image} ({who}target {int(result.targets[image])})",
+        "One panel per defender strategy; per chosen dimension, a histogram of the S sampled gradient values "
+        "with a Gaussian kernel density fit. Axes are shared, so widths compare directly: the paper expects "
+        "shorter, fatter densities as r' grows and narrow ones for SAP. Click a legend entry to hide a dimension.",
+        figures.figure_gradient_densities(result, image=image),
+        "## Statistics against the test dropout rate r'",
+        f"Means over the {n} inputs with {result.interval}; SAP as a horizontal reference (dashed, band = its "
+        "interval).",
+        figures.figure_statistics_vs_rate(result),
+        "## Does the paper's explanation hold here?",
+        "\n".join(f"- **{'holds' if c.holds else ('does not hold' if c.holds is False else 'undecided')}**: "
+                  f"{c.claim}. {c.detail}" for c in paper_checks(result)) or "No dropout strategies to compare.",
+        "## Statistics table",
+        f"Mean over the {n} inputs [{result.interval}].",
+        summary_table(result),
+    ]
+    if payoff_df is not None:
+        relation = variance_asr_relation(result.table, payoff_df)
+        blocks += [
+            "## Gradient statistics against attack success rate",
+            "Spearman rank correlation over the defender strategies, with a 95% interval from redrawing every "
+            "estimate within its standard error and a permutation p-value. Across dropout rates r' drives both "
+            "variance and ASR, so SAP is the telling point: does it sit where its variance says?",
+            figures.figure_statistic_vs_asr(relation),
+            relation.table,
+            "## Figures 3 and 5: accuracy, ASR and L2 over (train rate r, test rate r')",
+            *figures.figure_accuracy_asr_l2_heatmaps(payoff_df),
+        ]
+    return write_page(path, title, blocks)

@@ -1,0 +1,67 @@
+"""Where cells run, behind one small interface: in this process, or in local worker processes.
+
+An executor takes picklable jobs ``(fn, spec)`` and yields ``(index, result)`` as each finishes. A distributed
+engine can implement the same two methods.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from typing import Any, Callable, Iterator, Protocol, Sequence
+
+Job = tuple[Callable[..., dict], Any]
+
+
+class Executor(Protocol):
+    def run(self, jobs: Sequence[Job]) -> Iterator[tuple[int, dict]]: ...
+
+
+class InProcessExecutor:
+    """Runs jobs one after another here; ``progress_for(i)`` may give each job a per-cell progress callback."""
+
+    def __init__(self, progress_for: Callable[[int], Callable[[int, int], None] | None] | None = None) -> None:
+        self.progress_for = progress_for
+
+    def run(self, jobs: Sequence[Job]) -> Iterator[tuple[int, dict]]:
+        for i, (fn, spec) in enumerate(jobs):
+            progress = self.progress_for(i) if self.progress_for else None
+            yield i, fn(spec, progress)
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+    torch.set_num_threads(threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
+def _call(fn: Callable[..., dict], spec: Any) -> dict:
+    return fn(spec, None)
+
+
+class ProcessExecutor:
+    """``jobs`` worker processes (spawned), each with cores // jobs torch threads so cores are not oversubscribed."""
+
+    def __init__(self, jobs: int, cores: int | None = None) -> None:
+        self.jobs = max(1, jobs)
+        cores = cores or len(os.sched_getaffinity(0))
+        self.threads = max(1, cores // self.jobs)
+
+    def run(self, jobs: Sequence[Job]) -> Iterator[tuple[int, dict]]:
+        ctx = mp.get_context("spawn")
+        with ProcessPoolExecutor(self.jobs, mp_context=ctx, initializer=_init_worker,
+                                 initargs=(self.threads,)) as pool:
+            pending: dict[Future, int] = {pool.submit(_call, fn, spec): i for i, (fn, spec) in enumerate(jobs)}
+            try:
+                while pending:
+                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        yield pending.pop(fut), fut.result()
+            except BaseException:
+                for fut in pending:
+                    fut.cancel()
+                raise
+
+
+def make_executor(jobs: int, progress_for=None) -> Executor:
+    return InProcessExecutor(progress_for) if jobs <= 1 else ProcessExecutor(jobs)
