@@ -246,6 +246,35 @@ def payoff(
     console.print(f"wrote {out} and {out.with_suffix('.json')}")
 
 
+@app.command()
+@user_errors
+def solve(
+    payoff: Path = typer.Argument(..., help="Payoff table CSV (from `defdrop payoff`)."),
+    max_accuracy_drop: Optional[float] = typer.Option(
+        None, "--max-accuracy-drop", help="Paper's epsilon: drop defender strategies losing more clean accuracy "
+                                          "than this fraction (0.01 = one point); Algorithm 1 needs it."),
+    solver: str = typer.Option("all", "--solver", help="all | algorithm1 | minimax | nash | stackelberg"),
+    mu: float = typer.Option(0.0, "--mu", help="Attacker's cost per unit of mean L2 (> 0: general-sum)."),
+    lam: float = typer.Option(0.0, "--lam", help="Defender's cost per unit of accuracy lost (> 0: general-sum)."),
+    robustness_samples: int = typer.Option(200, "--robustness-samples",
+                                           help="Resampled payoff tables for the robustness figures (0: skip)."),
+    seed: int = typer.Option(0),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write the self-contained HTML report here."),
+    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON instead of markdown."),
+) -> None:
+    """Which test dropout rate to deploy: Algorithm 1, best responses, minimax, Nash, Stackelberg, robustness."""
+    from gameplay.solve import report_json_text, solve_payoff_csv
+
+    report = solve_payoff_csv(payoff, max_accuracy_drop=max_accuracy_drop, solver=solver, mu=mu, lam=lam,
+                              robustness_samples=robustness_samples, seed=seed)
+    if out is not None:
+        from analysis.solve_report import write_solve_report_html
+        write_solve_report_html(report, out)
+    typer.echo(report_json_text(report) if as_json else report.to_markdown())
+    if out is not None:
+        err_console.print(f"wrote {escape(str(out))}", highlight=False)
+
+
 def main() -> None:
     app()
 

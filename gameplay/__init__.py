@@ -1,1 +1,33 @@
-"""gameplay: strategy spaces, the attacker-defender game built from a payoff table, and its solvers."""
+"""gameplay: strategy spaces, the attacker-defender game built from a payoff table, and its solvers.
+
+The public names below are imported on first use, so ``import gameplay.strategies`` stays light. (Solver
+functions named like their modules, e.g. ``gameplay.minimax.minimax``, are imported from the module.)
+
+    from gameplay import Game, read_payoff_csv, solve_payoff_csv
+"""
+from __future__ import annotations
+
+from importlib import import_module
+
+_EXPORTS = {
+    "Game": "gameplay.game",
+    "Equilibrium": "gameplay.equilibrium",
+    "NashResult": "gameplay.nash",
+    "nash_equilibria": "gameplay.nash",
+    "best_responses": "gameplay.best_response",
+    "algorithm1_table": "gameplay.algorithm1",
+    "is_equilibrium": "gameplay.regret",
+    "PayoffTable": "gameplay.table",
+    "read_payoff_csv": "gameplay.table",
+    "payoff_table_from_frame": "gameplay.table",
+    "SolveReport": "gameplay.solve",
+    "solve_payoff_csv": "gameplay.solve",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'gameplay' has no attribute {name!r}")

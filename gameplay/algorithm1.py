@@ -1,0 +1,154 @@
+"""The paper's Algorithm 1 (Wang et al., "Defensive Dropout", ICCAD 2018, section 3.4), on a measured grid.
+
+The pseudo-code::
+
+    a <- a_test^max;  r' <- 0
+    while a > a_test^max - epsilon:
+        r' <- r' + step_size
+        generate adversarial examples with strategy pi against F at r';  a <- test accuracy of F at r'
+        evaluate the attack success rate of pi against F at r'
+
+The text asks for "the largest test dropout rate r' ... while satisfying the test accuracy requirement", so we
+return the last rate *before* the first one that violates ``a > a_max - epsilon`` (read literally the loop ends
+holding that violating rate; we take the one before, which is what the text describes). Faithful otherwise:
+
+- the walk goes up the table's measured rates in ascending order (the grid's steps need not be equal) and stops
+  at the *first* violation, even if a larger rate would satisfy the constraint again (accuracy is noisy);
+- the start is r' = 0 with a = a_max (line 2, no measurement), so if the very first rate violates, r' = 0;
+- the test is the paper's strict ``a > a_max - epsilon``: a drop of exactly epsilon stops the walk;
+- the rate depends on accuracy alone, not on the attacker; the attacker strategy only decides the ASR
+  reported at that rate. Step 1 ("a proper training dropout rate r in [0.3, 0.7]" with the best test accuracy)
+  picks, among several models, the one with the highest undefended accuracy among those with r in [0.3, 0.7]
+  (among all of them if none is).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from gameplay.table import PayoffTable
+
+
+@dataclass(frozen=True)
+class Algorithm1Choice:
+    """Where Algorithm 1 stops on one model's grid of test dropout rates.
+
+    ``index``: position of ``rate`` in the *input* ``rates`` (None when the answer is the starting r' = 0 and the
+    grid has no r' = 0 point). ``grid``: the rates in ascending order.
+    ``stopped_at``/``stopped_accuracy``: the first rate violating the constraint (None if none did).
+    ``trace``: (r', a, within) for every rate the loop evaluated.
+    """
+
+    rate: float
+    accuracy: float
+    reference_accuracy: float
+    epsilon: float
+    stopped_at: float | None
+    stopped_accuracy: float | None
+    index: int | None
+    grid: tuple[float, ...]
+    trace: tuple[tuple[float, float, bool], ...]
+    method: str = "Algorithm 1 (Wang et al. 2018, section 3.4)"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def algorithm1(rates: Sequence[float], accuracies: Sequence[float], reference_accuracy: float,
+               epsilon: float) -> Algorithm1Choice:
+    """Walk the test dropout rates upward from r' = 0 while ``a > reference_accuracy - epsilon``.
+
+    ``rates``/``accuracies``: one model's measured grid (any order; r' = 0, if present, is the start, not a step).
+    """
+    order = np.argsort(np.asarray(rates, dtype=float), kind="stable")
+    grid = [float(rates[k]) for k in order]
+    accs = [float(accuracies[k]) for k in order]
+    rate, acc, index = 0.0, float(reference_accuracy), None  # lines 2-3
+    zero = [k for k, r in enumerate(grid) if r == 0.0]
+    if zero:
+        index = int(order[zero[0]])  # r' = 0 is on the grid: the answer "no test dropout" is that row
+    trace: list[tuple[float, float, bool]] = []
+    for k, (r, a) in enumerate(zip(grid, accs)):
+        if r == 0.0:
+            continue
+        within = a > reference_accuracy - epsilon
+        trace.append((r, a, within))
+        if not within:
+            return Algorithm1Choice(rate=rate, accuracy=acc, reference_accuracy=float(reference_accuracy),
+                                    epsilon=float(epsilon), stopped_at=r, stopped_accuracy=a, index=index,
+                                    grid=tuple(grid), trace=tuple(trace))
+        rate, acc, index = r, a, int(order[k])
+    return Algorithm1Choice(rate=rate, accuracy=acc, reference_accuracy=float(reference_accuracy),
+                            epsilon=float(epsilon), stopped_at=None, stopped_accuracy=None, index=index,
+                            grid=tuple(grid), trace=tuple(trace))
+
+
+@dataclass(frozen=True)
+class Algorithm1Row:
+    """Algorithm 1's answer against one attacker strategy: the rate and the attacker's ASR there (None when
+    the answer is r' = 0 and the table has no undefended row to read it from)."""
+
+    attacker: str
+    rate: float
+    defender: str | None
+    asr: float | None
+    asr_low: float | None
+    asr_high: float | None
+
+
+@dataclass(frozen=True)
+class Algorithm1Table:
+    """Algorithm 1 for every attacker strategy, on the model step 1 picks (the best undefended accuracy with
+    r in [0.3, 0.7]), and
+    the rate it picks on every model (``per_model``: model, train rate r, reference accuracy, choice)."""
+
+    model: str
+    train_dropout: float
+    choice: Algorithm1Choice
+    defender: str | None
+    rows: tuple[Algorithm1Row, ...]
+    per_model: tuple[tuple[str, float, float, Algorithm1Choice], ...]
+    method: str = "Algorithm 1 (Wang et al. 2018, section 3.4)"
+
+    @property
+    def worst(self) -> Algorithm1Row | None:
+        """The attacker with the highest ASR at the chosen rate."""
+        known = [r for r in self.rows if r.asr is not None]
+        return max(known, key=lambda r: r.asr, default=None)
+
+    def for_attacker(self, attacker: str) -> Algorithm1Row:
+        return next(r for r in self.rows if r.attacker == attacker)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def algorithm1_table(table: "PayoffTable", epsilon: float) -> Algorithm1Table:
+    """Run Algorithm 1 on each model's dropout grid (r' = 0 = the ``none`` row) and read every attacker's ASR
+    at the rate chosen on the step-1 model. SAP rows do not enter it."""
+    per_model = []
+    chosen_rows: dict[str, int | None] = {}
+    for ref in table.references:
+        rows = [i for i, d in enumerate(table.defenders) if d.model == ref.model and d.is_rate]
+        choice = algorithm1([table.defenders[i].test_dropout for i in rows],
+                            [table.defenders[i].accuracy for i in rows], ref.accuracy, epsilon)
+        chosen_rows[ref.model] = None if choice.index is None else rows[choice.index]
+        per_model.append((ref.model, ref.train_dropout, ref.accuracy, choice))
+    # Step 1: the training rate r in [0.3, 0.7] (all models if none is) with the best test accuracy; ties: the
+    # first model in table order.
+    candidates = [p for p in per_model if 0.3 <= p[1] <= 0.7] or per_model
+    model, train_dropout, _, choice = max(candidates, key=lambda p: p[2])
+    row = chosen_rows[model]
+    out = []
+    for j, att in enumerate(table.attackers):
+        if row is None:
+            out.append(Algorithm1Row(att.label, choice.rate, None, None, None, None))
+        else:
+            out.append(Algorithm1Row(att.label, choice.rate, table.defenders[row].label, float(table.asr[row, j]),
+                                     float(table.asr_low[row, j]), float(table.asr_high[row, j])))
+    return Algorithm1Table(model=model, train_dropout=train_dropout, choice=choice,
+                           defender=None if row is None else table.defenders[row].label, rows=tuple(out),
+                           per_model=tuple(per_model))
