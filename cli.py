@@ -131,33 +131,48 @@ def _print_accuracy_table(net, meta: dict, rates: list[float], sap: bool, sample
 
 @app.command()
 @user_errors
-def demo(
-    out: Path = typer.Option(Path("runs/demo"), help="Output directory."),
-    epochs: int = typer.Option(20),
+def reproduce(
+    profile: str = typer.Option("quick", "--profile", help="quick (minutes) | paper (the paper's protocol, hours)."),
+    dataset: str = typer.Option("mnist-5k", "--dataset", help="mnist-5k | fashion-mnist | mnist | cifar10"),
+    out: Path = typer.Option(Path("runs/reproduce"), "--out", help="Output directory (report, tables, cache)."),
+    jobs: int = typer.Option(1, "--jobs", help="Payoff cells in parallel processes."),
+    seed: int = typer.Option(0),
+    data_dir: Optional[Path] = DataDirOpt,
     device: str = DeviceOpt,
 ) -> None:
-    """The main job on embedded data: train on mnist-5k (r=0.3), then accuracy with and without test dropout."""
-    from payoffs.checkpoint import load_checkpoint, save_checkpoint
-    from payoffs.data import load_dataset
-    from payoffs.training import TrainConfig, train as train_model
+    """The paper end to end: train, payoff sweeps (paper and adaptive attackers), artefacts, games, report."""
+    from analysis.reproduce import check_profile, run_study
 
-    out.mkdir(parents=True, exist_ok=True)
-    ckpt = out / "mnist-5k-r0.3.pt"
+    prof = check_profile(profile)
+    if jobs < 1:
+        raise DefdropError(f"--jobs {jobs} must be at least 1")
+    from payoffs.data import DATASETS
+    if dataset not in DATASETS:
+        raise DefdropError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
     dev = _device(device)
-    if ckpt.is_file():
-        net, meta = load_checkpoint(ckpt, dev)
-        console.print(f"reusing {ckpt} (test accuracy {meta['test_accuracy']:.4f})")
-    else:
-        data = load_dataset("mnist-5k")
-        with progress_bar() as bar:
-            task = bar.add_task("train mnist-5k r=0.3", total=None)
-            result = train_model(data, TrainConfig(train_dropout=0.3, epochs=epochs), dev,
-                                 progress=lambda i, n: bar.update(task, completed=i, total=n))
-        meta = {"dataset": "mnist-5k", "train_dropout": 0.3, "epochs": epochs, "seed": 0,
-                "test_accuracy": result.test_accuracy}
-        save_checkpoint(ckpt, result.model, meta)
-        net = result.model
-    _print_accuracy_table(net, meta, [0.0, 0.1, 0.3, 0.5, 0.7, 0.9], True, 20, 0, None)
+    with progress_bar() as bar:
+        task = bar.add_task("payoff cells", total=None)
+
+        def done(kind: str, i: int, n: int, record: dict) -> None:
+            bar.update(task, completed=i, total=n)
+
+        html_path, md_path, result = run_study(prof, dataset, out, data_dir=data_dir, jobs=jobs, device=dev,
+                                               seed=seed, log=lambda m: bar.console.print(m, highlight=False,
+                                                                                          markup=False),
+                                               on_done=done)
+    console.print(md_path.read_text().split("## The paper's tables")[0], markup=False, highlight=False)
+    console.print(f"report: {html_path.resolve()}\nmarkdown: {md_path.resolve()}", markup=False, highlight=False)
+
+
+@app.command()
+@user_errors
+def demo(
+    out: Path = typer.Option(Path("runs/demo"), help="Output directory."),
+    jobs: int = typer.Option(1, "--jobs"),
+    device: str = DeviceOpt,
+) -> None:
+    """The main job on embedded data: `reproduce --profile quick --dataset mnist-5k`."""
+    reproduce(profile="quick", dataset="mnist-5k", out=out, jobs=jobs, seed=0, data_dir=None, device=device)
 
 
 def _list(text: Optional[str], what: str, **bounds) -> Optional[list[float]]:
@@ -273,6 +288,60 @@ def solve(
     typer.echo(report_json_text(report) if as_json else report.to_markdown())
     if out is not None:
         err_console.print(f"wrote {escape(str(out))}", highlight=False)
+
+
+@app.command()
+@user_errors
+def gradvar(
+    model: Path = typer.Option(..., "--model", help="A defdrop checkpoint."),
+    test_dropout: str = typer.Option("0.1,0.3,0.5,0.7,0.9", "--test-dropout", help="Test dropout rates r'."),
+    sap: bool = typer.Option(False, "--sap", help="Also sample SAP (draws = number of units)."),
+    samples: int = typer.Option(50, "--samples", help="Gradients S per image and defender (>= 2)."),
+    dims: int = typer.Option(5, "--dims", help="Dimensions D drawn in Figure 4 and summarized on their own."),
+    dim_selection: str = typer.Option("magnitude", "--dim-selection",
+                                      help="magnitude (largest undefended |grad f| per image) or random (--seed)."),
+    images: int = typer.Option(20, "--images", help="The first N test images the undefended model classifies "
+                                                    "correctly; target class (label + 1) mod 10."),
+    kappa: float = typer.Option(0.0, "--kappa", help="C&W confidence kappa in f."),
+    out: Path = typer.Option(Path("gradvar.html"), "--out", help="Self-contained HTML page to write."),
+    csv: Optional[Path] = typer.Option(None, "--csv", help="Also save the statistics table as CSV."),
+    payoffs: Optional[Path] = typer.Option(None, "--payoffs", help="A payoff CSV (defdrop payoff): adds the "
+                                                                   "variance-ASR relation and Figures 3/5."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Default: the checkpoint's dataset."),
+    seed: int = typer.Option(0),
+    data_dir: Optional[Path] = DataDirOpt,
+    device: str = DeviceOpt,
+) -> None:
+    """Gradient variance under each defender (paper section 3.3, Figure 4): write the page, print the statistics."""
+    from analysis.gradvar import (build_defenders, paper_checks, read_payoff_frame, run_gradvar, select_inputs,
+                                  summary_table, write_gradvar_html)
+    from payoffs.checkpoint import load_checkpoint
+    from payoffs.data import load_dataset
+    from payoffs.parsing import parse_floats
+
+    rates = parse_floats(test_dropout, "--test-dropout", low=0.0, high=1.0)
+    payoff_df = read_payoff_frame(payoffs) if payoffs is not None else None
+    net, meta = load_checkpoint(model, _device(device))
+    data = load_dataset(dataset or meta.get("dataset", "mnist-5k"), data_dir or meta.get("data_dir"))
+    x, y, target = select_inputs(net, data.x_test, data.y_test, images, data.num_classes)
+    result = run_gradvar(net, x, target, build_defenders(rates, sap), samples=samples, dims=dims,
+                         dim_selection=dim_selection, seed=seed, kappa=kappa, true_labels=y)
+    write_gradvar_html(result, out, payoff_df=payoff_df)
+    if csv is not None:
+        result.table.to_csv(csv, index=False)
+    rows = summary_table(result)
+    title = (f"sampled C&W gradients, {data.name}, r={meta.get('train_dropout')}, {images} images, S={samples}, "
+             f"D={dims} ({dim_selection}); mean [95% bootstrap interval over images]")
+    table = Table(title=escape(title))
+    for col in rows.columns:
+        table.add_column(escape(col))
+    for row in rows.itertuples(index=False):
+        table.add_row(*(escape(str(v)) for v in row))  # labels like dropout[r'=0.5] are not rich markup
+    console.print(table)
+    for check in paper_checks(result):
+        verdict = {True: "holds", False: "does not hold", None: "undecided"}[check.holds]
+        console.print(f"{verdict}: {check.claim}. {check.detail}", highlight=False, markup=False)
+    console.print(f"wrote {out}" + (f" and {csv}" if csv is not None else ""), highlight=False, markup=False)
 
 
 def main() -> None:

@@ -10,7 +10,10 @@ distance term has zero gradient, so the attacker's stochastic gradient is ``c * 
 defender sample m (a dropout mask or an SAP draw). We draw ``S`` of them per input, each on a fresh defender
 sample, by repeating the input S times along the batch (every row draws its own mask) in a few batched
 forward/backward passes. The model's train/eval mode is never touched: the defense is random in every mode,
-and training dropout stays off when the model arrives in eval mode.
+and training dropout stays off when the model arrives in eval mode. A deterministic defender (``none``:
+``nn.Identity`` or r' = 0, model in eval mode) has S identical gradients by definition; they are computed
+once and repeated, since a batched pass may round rows differently (~1e-7 relative) depending on how
+threads split the batch.
 
 Inputs (see :func:`select_inputs`): the first test images that the undefended model (empty defense slot, eval
 mode) classifies correctly, each with the target class ``t = (label + 1) mod num_classes``.
@@ -39,8 +42,9 @@ images, seeded) and the bootstrap standard error. Intervals need at least 2 imag
 """
 from __future__ import annotations
 
+import itertools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -84,7 +88,8 @@ def describe_defense(module: nn.Module) -> tuple[str, float]:
 
 
 def build_defenders(rates: Sequence[float], sap: bool = False, sap_fraction: float = 1.0) -> list[Defender]:
-    """Defender strategies with the CLI's labels: ``none`` (r' = 0), ``dropout[r'=0.5]``, ``sap[frac=1]``."""
+    """Defender strategies labelled like ``payoffs.strategy.DefenderStrategy.id``: ``none`` (r' = 0),
+    ``dropout[r'=0.5]``, ``sap[frac=1]``."""
     out: list[Defender] = [("none" if r == 0 else f"dropout[r'={r:g}]", TestTimeDropout(r)) for r in rates]
     if sap:
         out.append((f"sap[frac={sap_fraction:g}]", SAP(fraction=sap_fraction)))
@@ -120,18 +125,32 @@ def _fork_rng(device: torch.device):
     return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
 
 
+def _passes(n: int, samples: int, batch_size: int):
+    """Row ranges ``[start, stop)`` of the (n * samples)-row batch, split at input boundaries."""
+    if samples <= batch_size:
+        per = batch_size // samples
+        for i in range(0, n, per):
+            yield i * samples, min(n, i + per) * samples
+    else:
+        for i in range(n):
+            for s in range(0, samples, batch_size):
+                yield i * samples + s, i * samples + min(samples, s + batch_size)
+
+
 def sample_gradients(model: nn.Module, x: torch.Tensor, target: torch.Tensor, samples: int = 50,
                      kappa: float = 0.0, batch_size: int = 1000) -> torch.Tensor:
     """``grad_x f(x_n; m_s)`` for every input n and defender sample s, shape ``(N, S, *x.shape[1:])`` on CPU.
 
     ``f`` is :func:`payoffs.attacks.objectives.cw_f`. Row ``n * S + s`` of the repeated batch is input n with
-    its own defender sample; passes hold ``batch_size`` rows. Uses the global torch RNG (seed it outside).
+    its own defender sample. A pass holds at most ``batch_size`` rows and whole inputs (all S samples of an
+    input in one pass, unless S > batch_size), because kernels may round differently for other batch sizes and
+    a deterministic defender must give bitwise-identical samples. Uses the global torch RNG (seed it outside).
     """
     device = next(model.parameters()).device
     n, rows = len(x), len(x) * samples
     out = torch.empty((rows, *x.shape[1:]), dtype=torch.float32)
-    for start in range(0, rows, batch_size):
-        which = torch.arange(start, min(rows, start + batch_size)) // samples
+    for start, stop in _passes(n, samples, batch_size):
+        which = torch.arange(start, stop) // samples
         xb = x[which].to(device=device, dtype=torch.float32).detach().requires_grad_(True)
         f = cw_f(model(xb), target[which].to(device), kappa)
         (grad,) = torch.autograd.grad(f.sum(), xb)
@@ -150,13 +169,15 @@ def choose_dims(reference: np.ndarray, dims: int, how: str = "magnitude",
         return np.argsort(-np.abs(reference), kind="stable")[:dims]
     if how == "random":
         return np.sort((rng or np.random.default_rng(0)).choice(reference.size, size=dims, replace=False))
-    raise DefdropError(f"dimension selection {how!r} must be one of {', '.join(DIM_SELECTIONS)}")
+    raise DefdropError(f"--dim-selection {how!r} must be one of {', '.join(DIM_SELECTIONS)}")
 
 
 # --------------------------------------------------------------------------- statistics
 def _scope_statistics(g: np.ndarray) -> dict[str, float]:
-    mean = g.mean(axis=0)
-    var = g.var(axis=0, ddof=1)
+    # A dimension equal in every sample has variance exactly 0; summation rounding must not say otherwise.
+    constant = (g == g[0]).all(axis=0)
+    mean = np.where(constant, g[0], g.mean(axis=0))
+    var = np.where(constant, 0.0, g.var(axis=0, ddof=1))
     std = np.sqrt(var)
     with np.errstate(divide="ignore", invalid="ignore"):
         snr = np.abs(mean) / std
@@ -189,8 +210,9 @@ def gradient_statistics(grads: np.ndarray, chosen: np.ndarray | Sequence[int]) -
     for scope, sub in (("chosen", g[:, chosen]), ("all", g)):
         for name, value in _scope_statistics(sub).items():
             out[f"{name}_{scope}"] = value
-    total_var = float(g.var(axis=0, ddof=1).sum())
-    mnorm = float(np.linalg.norm(g.mean(axis=0)))
+    constant = (g == g[0]).all(axis=0)
+    total_var = float(np.where(constant, 0.0, g.var(axis=0, ddof=1)).sum())
+    mnorm = float(np.linalg.norm(np.where(constant, g[0], g.mean(axis=0))))
     out["snr_vec"] = mnorm / math.sqrt(total_var) if total_var > 0 else (math.inf if mnorm > 0 else math.nan)
     norms = np.linalg.norm(g, axis=1)
     out["grad_norm"] = float(norms.mean())
@@ -226,7 +248,7 @@ def bootstrap_mean(values: np.ndarray, seed: int = 0, resamples: int = 2000,
 class GradVarResult:
     """Sampled-gradient statistics for several defender strategies on the same model and inputs.
 
-    ``table``: one row per defender (columns ``defender, defense, test_dropout, train_dropout, model,
+    ``table``: one row per defender (columns ``defender, defense, test_dropout, sap_draws, train_dropout, model,
     n_images, samples, dims, dim_selection`` then, per statistic, ``<stat>, <stat>_low, <stat>_high,
     <stat>_se``). ``per_image``: one row per (image, defender) with the raw statistics. ``values``: the sampled
     gradient values at the chosen dims, shape (N images, K defenders, S samples, D dims); ``dims``: the
@@ -248,7 +270,6 @@ class GradVarResult:
     train_dropout: float | None = None
     model: str | None = None
     interval: str = INTERVAL
-    notes: tuple[str, ...] = field(default_factory=tuple)
 
     def dim_name(self, flat: int) -> str:
         """``x[c,h,w]`` for a flat index into the input."""
@@ -273,7 +294,7 @@ def _validate(x: torch.Tensor, target: torch.Tensor, defenders: Sequence[Defende
     if not 1 <= dims <= size:
         raise DefdropError(f"--dims {dims} must be between 1 and the input size {size}")
     if dim_selection not in DIM_SELECTIONS:
-        raise DefdropError(f"dimension selection {dim_selection!r} must be one of {', '.join(DIM_SELECTIONS)}")
+        raise DefdropError(f"--dim-selection {dim_selection!r} must be one of {', '.join(DIM_SELECTIONS)}")
     if not (kappa >= 0 and math.isfinite(kappa)):
         raise DefdropError(f"kappa {kappa} must be a finite number >= 0")
 
@@ -294,8 +315,9 @@ def run_gradvar(model: nn.Module, x: torch.Tensor, target: torch.Tensor, defende
 
     ``model``: a :class:`payoffs.models.PaperCNN` (its defense slot is swapped per defender with
     :func:`payoffs.models.with_defense`; its mode is left alone). ``x``: N x C x H x W inputs in [0, 1];
-    ``target``: (N,) target classes (``true_labels``, optional, only label the figures). ``defenders``: ``(label, module)`` pairs. The RNG is seeded per defender
-    from ``seed`` (and restored afterwards), so results are reproducible on the same device.
+    ``target``: (N,) target classes; ``true_labels`` (optional) only label the figures. ``defenders``:
+    ``(label, module)`` pairs. The RNG is seeded per defender from ``seed`` (and restored afterwards), so
+    results are reproducible on the same device. ``batch_size`` bounds the rows of one forward/backward pass.
     """
     _validate(x, target, defenders, samples, dims, dim_selection, kappa)
     device = next(model.parameters()).device
@@ -309,12 +331,16 @@ def run_gradvar(model: nn.Module, x: torch.Tensor, target: torch.Tensor, defende
     values = np.empty((n, len(defenders), samples, dims))
     rows: list[dict] = []
     for k, (label, defense) in enumerate(defenders):
-        defended = with_defense(model, defense)
-        with _fork_rng(device):
-            torch.manual_seed(int(np.random.SeedSequence([seed, k]).generate_state(1)[0]))
-            grads = sample_gradients(defended, x, target, samples, kappa, batch_size)
-        grads = grads.reshape(n, samples, size).double().numpy()
         kind, rate = describe_defense(defense)
+        if kind == "none" and not model.training:
+            # Deterministic: every sample is the undefended gradient. Drawing S of them in a batch would only add
+            # float32 rounding that depends on how threads split the batch (~1e-7 relative), not defender noise.
+            grads = np.repeat(reference[:, None, :], samples, axis=1).astype(np.float64)
+        else:
+            with _fork_rng(device):
+                torch.manual_seed(int(np.random.SeedSequence([seed, k]).generate_state(1)[0]))
+                grads = sample_gradients(with_defense(model, defense), x, target, samples, kappa, batch_size)
+            grads = grads.reshape(n, samples, size).double().numpy()
         for i in range(n):
             values[i, k] = grads[i][:, chosen[i]]
             rows.append({"image": i, "defender": label, "defense": kind, "test_dropout": rate,
@@ -327,7 +353,9 @@ def run_gradvar(model: nn.Module, x: torch.Tensor, target: torch.Tensor, defende
     for k, (label, defense) in enumerate(defenders):
         kind, rate = describe_defense(defense)
         sub = per_image[per_image["defender"] == label]
-        row = {"defender": label, "defense": kind, "test_dropout": rate, "train_dropout": train_dropout,
+        draws = getattr(defense, "draws", None) if kind == "sap" else None
+        row = {"defender": label, "defense": kind, "test_dropout": rate,
+               "sap_draws": math.nan if draws is None else float(draws), "train_dropout": train_dropout,
                "model": model_id, "n_images": n, "samples": samples, "dims": dims, "dim_selection": dim_selection}
         for stat in STATISTICS:
             mean, low, high, se = bootstrap_mean(sub[stat].to_numpy(), seed=seed)
@@ -336,8 +364,9 @@ def run_gradvar(model: nn.Module, x: torch.Tensor, target: torch.Tensor, defende
     return GradVarResult(
         table=pd.DataFrame(summary), per_image=per_image, values=values, dims=chosen,
         labels=tuple(label for label, _ in defenders), input_shape=tuple(int(s) for s in x.shape[1:]),
-        true_labels=np.full(n, -1) if true_labels is None else np.asarray(true_labels).copy(), targets=target.cpu().numpy().copy(), samples=samples,
-        dim_selection=dim_selection, seed=seed, kappa=float(kappa),
+        true_labels=np.full(n, -1) if true_labels is None else np.asarray(true_labels).copy(),
+        targets=target.cpu().numpy().copy(), samples=samples, dim_selection=dim_selection, seed=seed,
+        kappa=float(kappa),
         train_dropout=None if train_dropout is None else float(train_dropout), model=model_id)
 
 
@@ -398,12 +427,15 @@ def paper_checks(result: GradVarResult, statistic: str = "var_all") -> list[Chec
             break
         below = bool(np.all(s[statistic] < dropout[statistic]))
         weakest = dropout.loc[dropout[statistic].idxmin()]
-        separated = bool(s[f"{statistic}_high"] < weakest[f"{statistic}_low"])
+        separated = bool(s[f"{statistic}_high"] < weakest[f"{statistic}_low"]
+                         or s[f"{statistic}_low"] > weakest[f"{statistic}_high"])
         checks.append(Check(
             f"{s['defender']}: {statistic} below every dropout strategy (Fig. 4f)", below,
             f"{s['defender']} {s[statistic]:.3g} [{s[f'{statistic}_low']:.3g}, {s[f'{statistic}_high']:.3g}] vs "
             f"smallest dropout {weakest['defender']} {weakest[statistic]:.3g} [{weakest[f'{statistic}_low']:.3g}, "
-            f"{weakest[f'{statistic}_high']:.3g}]; intervals {'separate' if separated else 'overlap'}"))
+            f"{weakest[f'{statistic}_high']:.3g}]; "
+            f"SAP is {'below' if s[statistic] < weakest[statistic] else 'above'} it "
+            f"and the intervals {'separate' if separated else 'overlap'}"))
     return checks
 
 
@@ -411,9 +443,20 @@ def paper_checks(result: GradVarResult, statistic: str = "var_all") -> list[Chec
 EXPECTED_SIGN = {"var": -1, "snr": 1, "cos": 1, "grad": 0, "kurt": 0, "zero": 0}
 
 
-def _rate_key(defense: str, rate: float) -> float:
-    return -1.0 if defense == "sap" or rate is None or (isinstance(rate, float) and math.isnan(rate)) \
-        else round(float(rate), 6)
+def _strategy_key(defense: str, rate: float, draws: float) -> tuple[str, float, float]:
+    """``(defense, r' or -1 for SAP, SAP draws or -1 for one per unit)``: what identifies a defender strategy."""
+    def num(v: float) -> float:
+        return -1.0 if v is None or (isinstance(v, float) and math.isnan(v)) else round(float(v), 6)
+    return defense, (-1.0 if defense == "sap" else num(rate)), (num(draws) if defense == "sap" else -1.0)
+
+
+def read_payoff_frame(path: str | Path) -> pd.DataFrame:
+    """A payoff CSV (written by ``defdrop payoffs``) as a DataFrame, validated by
+    :func:`gameplay.table.read_payoff_csv` (one-line ``DefdropError`` on any problem)."""
+    from gameplay.table import read_payoff_csv
+
+    read_payoff_csv(path)
+    return pd.read_csv(path)
 
 
 def _spearman(x: np.ndarray, y: np.ndarray) -> float:
@@ -432,13 +475,23 @@ def _spearman_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         return np.where(den > 0, (rx * ry).sum(axis=1) / den, np.nan)
 
 
-def _permutation_p(x: np.ndarray, y: np.ndarray, seed: int) -> float:
-    """Two-sided permutation p-value of Spearman's rho = 0 (exact while n! <= 9999, i.e. n <= 7)."""
-    if math.isnan(_spearman(x, y)):
+def _permutation_p(x: np.ndarray, y: np.ndarray, seed: int, resamples: int = 9999) -> float:
+    """Two-sided permutation p-value of Spearman's rho = 0: exact (all n! pairings) for n <= 7, otherwise
+    ``resamples`` random pairings plus the observed one."""
+    rho = _spearman(x, y)
+    if math.isnan(rho):
         return math.nan
-    res = sps.permutation_test((x, y), lambda a, b: sps.spearmanr(a, b).statistic, permutation_type="pairings",
-                               n_resamples=9999, alternative="two-sided", rng=np.random.default_rng(seed))
-    return float(res.pvalue)
+    n = len(x)
+    if math.factorial(n) <= resamples:
+        perms = np.array(list(itertools.permutations(range(n))))
+        extra = 0
+    else:
+        rng = np.random.default_rng(seed)
+        perms = np.argsort(rng.random((resamples, n)), axis=1)
+        extra = 1
+    rhos = _spearman_rows(np.broadcast_to(x, perms.shape), y[perms])
+    hits = int(np.sum(np.abs(rhos) >= abs(rho) - 1e-12))
+    return (hits + extra) / (len(perms) + extra)
 
 
 @dataclass(frozen=True, eq=False)
@@ -463,7 +516,8 @@ def variance_asr_relation(stats_df: pd.DataFrame, payoff_df: pd.DataFrame,
                           resamples: int = 2000, seed: int = 0, alpha: float = 0.05) -> VarianceAsrRelation:
     """Relate gradient statistics (a :attr:`GradVarResult.table`) to ASR (a payoff table) over defenders.
 
-    Rows are matched on the defender strategy ``(defense, test_dropout)`` (SAP: ``defense == "sap"``). The
+    Rows are matched on the defender strategy ``(defense, test_dropout, sap_draws)`` (``sap_draws`` NaN = one
+    draw per unit; a table without the column counts as all NaN). The
     payoff table is narrowed to the statistics' model: its ``train_dropout`` and, where the payoff table names
     it, its ``model``. Groups are attackers (and models, if several remain). Verdict: ``as the paper predicts``
     when p < alpha, the noise interval excludes 0 and the sign is the expected one; ``against the paper`` when
@@ -488,11 +542,11 @@ def variance_asr_relation(stats_df: pd.DataFrame, payoff_df: pd.DataFrame,
         raise DefdropError("payoff table has no rows for the statistics' model (train_dropout/model do not match)")
 
     st = stats_df.copy()
-    st["_key"] = [(d, _rate_key(d, r)) for d, r in zip(st["defense"], st["test_dropout"])]
+    for frame in (st, pay):
+        draws = frame["sap_draws"] if "sap_draws" in frame else pd.Series(math.nan, index=frame.index)
+        frame["_key"] = [_strategy_key(d, r, n) for d, r, n in zip(frame["defense"], frame["test_dropout"], draws)]
     if st["_key"].duplicated().any():
-        raise DefdropError("statistics table has two defenders with the same (defense, test_dropout); "
-                           "keep one SAP variant per table")
-    pay["_key"] = [(d, _rate_key(d, r)) for d, r in zip(pay["defense"], pay["test_dropout"])]
+        raise DefdropError("statistics table has two defenders with the same (defense, test_dropout, sap_draws)")
     groups = ["attacker"] + (["model"] if "model" in pay and pay["model"].nunique() > 1 else [])
     if pay.duplicated(groups + ["_key"]).any():
         raise DefdropError("payoff table has several cells for one attacker and defender strategy; "

