@@ -20,6 +20,7 @@ import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from typing import Callable
 
 import numpy as np
@@ -96,6 +97,13 @@ def target_rate_per_example(model: torch.nn.Module, x: torch.Tensor, target: tor
     return out
 
 
+@lru_cache(maxsize=2)
+def _dataset(name: str, data_dir: str | None):
+    """Datasets are read once per process, not once per cell."""
+    from payoffs.data import load_dataset
+    return load_dataset(name, data_dir)
+
+
 def _nan_stat(values: np.ndarray, fn) -> float:
     return float(fn(values)) if values.size else float("nan")
 
@@ -104,13 +112,12 @@ def run_cell(spec: CellSpec, progress: ProgressFn | None = None) -> dict:
     """Run one cell; returns a JSON-serializable dict (table fields plus per-attack success fractions)."""
     from payoffs.attacks import make_attack
     from payoffs.checkpoint import load_checkpoint
-    from payoffs.data import load_dataset
     from payoffs.models import with_defense
 
     start = time.perf_counter()
     device = torch.device(spec.device)
     model, meta = load_checkpoint(spec.model_path, device)
-    data = load_dataset(meta.get("dataset", "mnist-5k"), meta.get("data_dir"))
+    data = _dataset(meta.get("dataset", "mnist-5k"), meta.get("data_dir"))
     inputs, targets, _, _ = attack_inputs(model, data.x_test, data.y_test, spec.n_images, data.num_classes)
     defended = with_defense(model, spec.defender.module())
     seed = spec.cell_seed()
@@ -161,13 +168,12 @@ class AccuracySpec:
 def run_accuracy(spec: AccuracySpec, progress: ProgressFn | None = None) -> dict:
     """Clean accuracy on the whole test split, averaged over M defender samples, with its interval."""
     from payoffs.checkpoint import load_checkpoint
-    from payoffs.data import load_dataset
     from payoffs.evaluation import defended_accuracy
     from payoffs.models import with_defense
 
     start = time.perf_counter()
     model, meta = load_checkpoint(spec.model_path, torch.device(spec.device))
-    data = load_dataset(meta.get("dataset", "mnist-5k"), meta.get("data_dir"))
+    data = _dataset(meta.get("dataset", "mnist-5k"), meta.get("data_dir"))
     seed = int(spec.key()[4:12], 16) ^ spec.seed
     est = defended_accuracy(with_defense(model, spec.defender.module()), data.x_test, data.y_test,
                             spec.eval_samples, seed, progress=progress)

@@ -1,6 +1,8 @@
 """Session-wide fixtures: the one small trained model the suite shares."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -18,3 +20,14 @@ def small_trained(mnist5k: Dataset) -> TrainResult:
     """The paper's MNIST CNN, r = 0.3, 3 epochs on mnist-5k (~95% test accuracy, a few seconds)."""
     torch.set_num_threads(max(1, torch.get_num_threads()))
     return train(mnist5k, TrainConfig(train_dropout=0.3, epochs=3, seed=0))
+
+
+@pytest.fixture(scope="session")
+def small_checkpoint(small_trained: TrainResult, tmp_path_factory) -> "Path":
+    """The small model as a defdrop checkpoint file."""
+    from payoffs.checkpoint import save_checkpoint
+
+    path = tmp_path_factory.mktemp("models") / "mnist5k-r0.3.pt"
+    save_checkpoint(path, small_trained.model, {"dataset": "mnist-5k", "train_dropout": 0.3, "epochs": 3,
+                                                "test_accuracy": small_trained.test_accuracy})
+    return path

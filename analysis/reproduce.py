@@ -1,0 +1,380 @@
+"""``defdrop reproduce``: the paper end to end on one dataset, ours beside the paper's numbers, plus EOT.
+
+Stages (each cached, so a rerun or a resumed run is cheap):
+
+1. train the Table 1 CNN at each training dropout rate r of the profile;
+2. payoff sweeps: the paper's attackers (single-sample gradients and success test) and adaptive ones
+   (EOT, the ``expected`` success test, kappa > 0) against r' in the profile's grid and SAP;
+3. the paper's artefacts beside ours (Tables 2-6, the headline, Figures 3-5);
+4. Algorithm 1 and the game's answers, against the paper's attacker and with EOT in the attacker's space;
+5. conclusions written from the numbers.
+"""
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from analysis.report import write_report
+from payoffs.checkpoint import load_checkpoint, save_checkpoint
+from payoffs.data import load_dataset
+from payoffs.errors import DefdropError
+from payoffs.strategy import AttackerStrategy, DefenderStrategy
+from payoffs.table import TABLE_COLUMNS, build_payoff_table, load_model_refs, write_payoff_table
+from payoffs.training import TrainConfig, train
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """Attacks (paper and adaptive variants) to run against every defender of the models trained at ``train_rates``."""
+
+    train_rates: tuple[float, ...]
+    attacks: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A study's budget: which models, sweeps, N images, M samples, and the C&W / EOT settings."""
+
+    name: str
+    train_rates: tuple[float, ...]
+    epochs: int
+    test_rates: tuple[float, ...]
+    sweeps: tuple[Sweep, ...]
+    n_images: int
+    eval_samples: int
+    cw_search_steps: int = 10
+    cw_iterations: int = 100
+    adaptive_eot: int = 8
+    adaptive_kappa: float = 5.0
+    gradvar_images: int = 20
+    gradvar_samples: int = 50
+    gradvar_train_rate: float = 0.3
+    max_accuracy_drop: float = 0.01
+    description: str = ""
+
+
+PROFILES: dict[str, Profile] = {
+    "quick": Profile(
+        name="quick", train_rates=(0.3, 0.7), epochs=10, test_rates=(0.0, 0.1, 0.3, 0.5, 0.7, 0.9),
+        sweeps=(Sweep((0.3,), ("cw",)), Sweep((0.7,), ("fgsm", "jsma"))),
+        n_images=10, eval_samples=10, cw_search_steps=10, cw_iterations=100, adaptive_eot=8, adaptive_kappa=5.0,
+        gradvar_images=5, gradvar_samples=50,
+        description="two models (r = 0.3 for C&W as in Table 6, r = 0.7 for FGSM/JSMA as in Tables 4-5), "
+                    "10 images x 9 targets per cell, M = 10"),
+    "paper": Profile(
+        name="paper", train_rates=(0.0, 0.1, 0.3, 0.5, 0.7, 0.9), epochs=20,
+        test_rates=(0.0, 0.1, 0.3, 0.5, 0.7, 0.9),
+        sweeps=(Sweep((0.0, 0.1, 0.3, 0.5, 0.7, 0.9), ("cw",)), Sweep((0.3, 0.7), ("fgsm", "jsma"))),
+        n_images=100, eval_samples=20, gradvar_images=20, gradvar_samples=50,
+        description="the paper's protocol: 100 images x 9 targets per cell, C&W 10 x 100, M = 20, every "
+                    "training rate for C&W (Figure 3), r = 0.3 and 0.7 for FGSM and JSMA"),
+    "smoke": Profile(
+        name="smoke", train_rates=(0.3,), epochs=3, test_rates=(0.0, 0.5), sweeps=(Sweep((0.3,), ("cw", "fgsm")),),
+        n_images=1, eval_samples=3, cw_search_steps=2, cw_iterations=10, adaptive_eot=2, adaptive_kappa=5.0,
+        gradvar_images=1, gradvar_samples=5,
+        description="a seconds-long run of every stage for tests; its numbers mean nothing"),
+}
+
+
+def paper_attacker(attack: str, profile: Profile) -> AttackerStrategy:
+    """The paper's attacker: one sampled sub-network per gradient, success judged on that sample."""
+    if attack == "cw":
+        return AttackerStrategy("cw", (("kappa", 0.0), ("search_steps", profile.cw_search_steps),
+                                       ("iterations", profile.cw_iterations)))
+    return AttackerStrategy(attack)
+
+
+def adaptive_attacker(attack: str, profile: Profile) -> AttackerStrategy:
+    """EOT over ``adaptive_eot`` samples, the ``expected`` success test, and kappa > 0 for C&W."""
+    if attack == "cw":
+        return AttackerStrategy("cw", (("kappa", profile.adaptive_kappa), ("search_steps", profile.cw_search_steps),
+                                       ("iterations", profile.cw_iterations)), profile.adaptive_eot, "expected")
+    return AttackerStrategy(attack, (), profile.adaptive_eot, "expected")
+
+
+def defenders(profile: Profile) -> list[DefenderStrategy]:
+    return [DefenderStrategy("dropout", r) for r in profile.test_rates] + [DefenderStrategy("sap")]
+
+
+@dataclass
+class StudyResult:
+    out_dir: Path
+    profile: Profile
+    dataset: str
+    table: pd.DataFrame
+    seconds: dict[str, float] = field(default_factory=dict)
+    model_meta: list[dict] = field(default_factory=list)
+
+
+def train_models(profile: Profile, dataset: str, out_dir: Path, data_dir: Path | None, device: torch.device,
+                 seed: int, log: Log) -> dict[float, Path]:
+    """Stage 1: one checkpoint per training rate, reused when already there."""
+    paths: dict[float, Path] = {}
+    data = None
+    for r in profile.train_rates:
+        path = out_dir / "models" / f"{dataset}-r{r:g}-e{profile.epochs}-s{seed}.pt"
+        if path.is_file():
+            load_checkpoint(path)  # a broken file is an error now, not mid-sweep
+            log(f"model r={r:g}: reusing {path}")
+        else:
+            data = data or load_dataset(dataset, data_dir)
+            result = train(data, TrainConfig(train_dropout=r, epochs=profile.epochs, seed=seed), device)
+            save_checkpoint(path, result.model, {
+                "dataset": dataset, "train_dropout": r, "epochs": profile.epochs, "seed": seed,
+                "test_accuracy": result.test_accuracy, "seconds_per_epoch": result.seconds_per_epoch,
+                "data_dir": str(Path(data_dir).resolve()) if data_dir else None})
+            log(f"model r={r:g}: trained, test accuracy {result.test_accuracy:.4f} "
+                f"({result.seconds_per_epoch:.1f} s/epoch)")
+        paths[r] = path
+    return paths
+
+
+def prefix_defenders(table: pd.DataFrame) -> pd.DataFrame:
+    """With several models, defender ids carry the training rate: ``r=0.3/dropout[r'=0.5]``."""
+    table = table.copy()
+    if table["model"].nunique() > 1:
+        table["defender"] = [d if d.startswith("r=") else f"r={r:g}/{d}"
+                             for d, r in zip(table["defender"], table["train_dropout"])]
+    return table
+
+
+def run_payoffs(profile: Profile, models: dict[float, Path], out_dir: Path, seed: int, jobs: int, device: str,
+                on_done=None) -> pd.DataFrame:
+    """Stage 2: every sweep's paper and adaptive attackers against every defender, one cached cell at a time."""
+    frames = []
+    for sweep in profile.sweeps:
+        refs = load_model_refs([models[r] for r in sweep.train_rates])
+        attackers = [f(a, profile) for a in sweep.attacks for f in (paper_attacker, adaptive_attacker)]
+        frames.append(build_payoff_table(refs, attackers, defenders(profile), n_images=profile.n_images,
+                                         eval_samples=profile.eval_samples, seed=seed,
+                                         cache_dir=out_dir / "cache", jobs=jobs, device=device, on_done=on_done))
+    table = pd.concat(frames, ignore_index=True)[TABLE_COLUMNS]
+    return prefix_defenders(table)
+
+
+def settings_json(result: StudyResult) -> dict:
+    return {"profile": asdict(result.profile), "dataset": result.dataset, "seconds": result.seconds,
+            "models": result.model_meta, "machine": platform.platform(), "processor": platform.machine(),
+            "threads": torch.get_num_threads(), "torch": torch.__version__}
+
+
+def check_profile(name: str) -> Profile:
+    if name not in PROFILES:
+        raise DefdropError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
+    return PROFILES[name]
+
+
+def write_json(path: Path, obj: dict) -> None:
+    from payoffs.checkpoint import atomic_write_bytes
+    atomic_write_bytes(path, json.dumps(obj, indent=2, default=str).encode())
+
+
+def now() -> float:
+    return time.perf_counter()
+
+
+# --------------------------------------------------------------------------- stages 3-5 and the report
+PAPER_TABLE_NAMES = {"table2": "Table 2", "table3": "Table 3", "table4": "Table 4", "table5": "Table 5",
+                     "table6": "Table 6"}
+
+
+def run_gradvar_stage(profile: Profile, models: dict[float, Path], data_dir: Path | None, device: torch.device,
+                      seed: int):
+    """Stage 3b: the paper's Figure 4 on our model (r' = 0.1..0.9 and SAP)."""
+    from analysis.gradvar import build_defenders, run_gradvar, select_inputs
+
+    r = min(models, key=lambda x: abs(x - profile.gradvar_train_rate))
+    model, meta = load_checkpoint(models[r], device)
+    data = load_dataset(meta["dataset"], data_dir)
+    x, y, target = select_inputs(model, data.x_test, data.y_test, profile.gradvar_images)
+    rates = [0.1, 0.3, 0.5, 0.7, 0.9]
+    return run_gradvar(model, x.to(device), target.to(device), build_defenders(rates, sap=True),
+                       samples=profile.gradvar_samples, dims=5, seed=seed, true_labels=y)
+
+
+def solve_stage(table: pd.DataFrame, out_dir: Path, profile: Profile, seed: int) -> list[dict]:
+    """Stage 4: per sweep (one model's game), solve against the paper's attackers and with EOT added."""
+    from analysis.paper import is_adaptive
+    from gameplay.solve import solve_payoff_csv
+
+    answers = []
+    for (attack_set, r), group in table.groupby([table["attack"].map(_sweep_key(profile)), "train_dropout"],
+                                                sort=True):
+        for label, rows in (("paper attacker", group[~is_adaptive(group)]), ("with EOT", group)):
+            if rows["attacker"].nunique() < 1 or rows["defender"].nunique() < 2:
+                continue
+            path = out_dir / "tables" / f"game-r{r:g}-{attack_set}-{'paper' if label == 'paper attacker' else 'eot'}.csv"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            rows.to_csv(path, index=False)
+            report = solve_payoff_csv(path, max_accuracy_drop=profile.max_accuracy_drop, solver="all",
+                                      robustness_samples=200, seed=seed)
+            answers.append({"train_dropout": r, "attacks": attack_set, "space": label, "report": report,
+                            "csv": path})
+    return answers
+
+
+def _sweep_key(profile: Profile):
+    names = {a: "+".join(s.attacks) for s in profile.sweeps for a in s.attacks}
+    return lambda attack: names.get(attack, attack)
+
+
+def algorithm1_rates(answers: list[dict]) -> dict[float, float]:
+    """Algorithm 1's r' per training rate, from the games against the paper's attacker (the first attacker's)."""
+    out: dict[float, float] = {}
+    for a in answers:
+        rec = a["report"].recommendation
+        if a["space"] == "paper attacker" and rec.algorithm1_rate is not None and a["train_dropout"] not in out:
+            out[a["train_dropout"]] = float(rec.algorithm1_rate)
+    return out
+
+
+def build_report_blocks(result: StudyResult, comparison: pd.DataFrame, findings, answers: list[dict], gradvar,
+                        relation) -> list:
+    from analysis.conclusions import summary_line
+    from analysis.figures import (figure_accuracy_asr_l2_heatmaps, figure_gradient_densities,
+                                  figure_statistics_vs_rate)
+    from analysis.paper import is_adaptive, paper_numbers
+    from analysis.solve_report import figure_payoff_heatmap
+
+    p = result.profile
+    table = result.table
+    total = sum(result.seconds.values())
+    models = ", ".join(f"r = {m['train_dropout']:g} ({100 * m['test_accuracy']:.2f}%)" for m in result.model_meta)
+    blocks: list = [
+        f"Reproduction of *{paper_numbers()['source']}* with defdrop.",
+        "## Run\n\n"
+        f"- dataset: `{result.dataset}` ({result.model_meta[0].get('n_train', '?')} train / "
+        f"{result.model_meta[0].get('n_test', '?')} test images)\n"
+        f"- profile: `{p.name}`: {p.description}\n"
+        f"- models (test accuracy): {models}; {p.epochs} epochs each\n"
+        f"- per cell: N = {p.n_images} images x 9 targets = {9 * p.n_images} attacks, M = {p.eval_samples} defender "
+        f"samples per adversarial example; 95% intervals by bootstrap over attacks\n"
+        f"- C&W {p.cw_search_steps} x {p.cw_iterations}; adaptive attacker: EOT {p.adaptive_eot}, `expected` success "
+        f"test, C&W kappa = {p.adaptive_kappa:g}\n"
+        f"- seed {result.settings.get('seed', 0) if hasattr(result, 'settings') else 0}; run time {total:.0f} s "
+        f"({', '.join(f'{k} {v:.0f} s' for k, v in result.seconds.items())}); machine: {platform.machine()}, "
+        f"{torch.get_num_threads()} threads, {platform.platform()}",
+        "## Conclusions\n\n**" + summary_line(findings) + "**\n\n" + "\n".join(f"- {f.text}" for f in findings),
+    ]
+    blocks.append("## The paper's tables beside ours\n\nASR as fractions; `paper` is the published value, `ours` "
+                  "our measurement with its 95% interval. Rows with `-` were not in this profile's sweep.")
+    for name, group in comparison.groupby("artefact", sort=True):
+        spec = paper_numbers()["tables"][name]
+        blocks.append(f"### {PAPER_TABLE_NAMES[name]}: {spec['title']}" +
+                      (f"\n\n{spec['note']}" if "note" in spec else ""))
+        cols = ["train_dropout", "test_dropout", "metric", "paper", "ours", "ours_low", "ours_high", "difference",
+                "within_interval"]
+        blocks.append(group[cols].reset_index(drop=True))
+    paper_rows = table[~is_adaptive(table)]
+    blocks.append("## Figures 3 and 5: accuracy, ASR and L2 over training x test dropout rate (paper's attacker)")
+    blocks.extend(figure_accuracy_asr_l2_heatmaps(paper_rows))
+    adaptive_rows = table[is_adaptive(table)]
+    if not adaptive_rows.empty:
+        blocks.append("### The same with the adaptive attacker (EOT, expected success)")
+        blocks.extend(figure_accuracy_asr_l2_heatmaps(adaptive_rows))
+    if gradvar is not None:
+        blocks.append("## Figure 4: sampled C&W gradients, defensive dropout against SAP")
+        blocks.append(figure_gradient_densities(gradvar))
+        blocks.append(figure_statistics_vs_rate(gradvar))
+        keep = [c for c in gradvar.table.columns if c in ("defender", "var_all", "var_all_low", "var_all_high",
+                                                          "snr_all", "cos_all", "kurt_chosen")]
+        blocks.append(gradvar.table[keep])
+        if relation is not None:
+            blocks.append("Does gradient variance predict ASR across defender strategies here?")
+            blocks.append(relation.table)
+    blocks.append("## Algorithm 1 and the game")
+    for a in answers:
+        rec = a["report"].recommendation
+        blocks.append(f"### r = {a['train_dropout']:g}, {a['attacks']}, {a['space']}\n\n"
+                      f"**{rec.headline}** (worst-case ASR {_fmt_pct(rec.worst_case_asr)} against "
+                      f"`{rec.worst_attacker}`); Algorithm 1 (epsilon = {p.max_accuracy_drop:g}): "
+                      f"`{rec.algorithm1}` with worst-case ASR {_fmt_pct(rec.algorithm1_worst_asr)}.\n\n"
+                      + "\n".join(f"- {w}" for w in rec.why))
+        blocks.append(figure_payoff_heatmap(a["report"]))
+    blocks.append("## The payoff table")
+    show = ["attacker", "defender", "asr", "asr_low", "asr_high", "asr_majority", "asr_believed", "l2_mean",
+            "clean_accuracy", "seconds"]
+    blocks.append(table[show])
+    return blocks
+
+
+def _fmt_pct(v) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}%"
+
+
+def run_study(profile: Profile, dataset: str, out_dir: Path, *, data_dir: Path | None = None, jobs: int = 1,
+              device: torch.device | str = "cpu", seed: int = 0, log: Log = print, on_done=None,
+              gradvar: bool = True) -> tuple[Path, Path, StudyResult]:
+    """All stages; returns (report.html, report.md, result). Every finished cell is cached under ``out_dir``."""
+    from analysis.conclusions import write_conclusions
+    from analysis.paper import compare_with_paper
+
+    device = torch.device(device)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    seconds: dict[str, float] = {}
+    t0 = now()
+    models = train_models(profile, dataset, out_dir, data_dir, device, seed, log)
+    seconds["training"] = now() - t0
+    data = load_dataset(dataset, data_dir)
+    meta = []
+    for r, path in models.items():
+        _, m = load_checkpoint(path)
+        meta.append({"train_dropout": r, "test_accuracy": m.get("test_accuracy"), "path": str(path),
+                     "n_train": len(data.x_train), "n_test": len(data.x_test)})
+    t0 = now()
+    log(f"payoff sweeps: cache {out_dir / 'cache'}")
+    table = run_payoffs(profile, models, out_dir, seed, jobs, str(device), on_done)
+    seconds["payoffs"] = now() - t0
+    (out_dir / "tables").mkdir(exist_ok=True)
+    table.to_csv(out_dir / "tables" / "payoff.csv", index=False)
+    result = StudyResult(out_dir, profile, dataset, table, seconds, meta)
+    comparison = compare_with_paper(table)
+    comparison.to_csv(out_dir / "tables" / "paper_vs_ours.csv", index=False)
+    t0 = now()
+    grad, relation, variance_note = None, None, None
+    if gradvar:
+        from analysis.gradvar import variance_asr_relation
+        log("gradient variance (Figure 4)")
+        grad = run_gradvar_stage(profile, models, data_dir, device, seed)
+        grad.table.to_csv(out_dir / "tables" / "gradvar.csv", index=False)
+        sub = table[np.isclose(table["train_dropout"], grad.train_dropout if grad.train_dropout is not None else
+                               profile.gradvar_train_rate)]
+        if not sub.empty:
+            relation = variance_asr_relation(grad.table, sub)
+            variance_note = _variance_note(relation)
+    seconds["gradient variance"] = now() - t0
+    t0 = now()
+    log("solving the games")
+    answers = solve_stage(table, out_dir, profile, seed)
+    seconds["games"] = now() - t0
+    findings = write_conclusions(table, comparison, algorithm1_rates(answers), variance_note)
+    blocks = build_report_blocks(result, comparison, findings, answers, grad, relation)
+    html_path, md_path = write_report(out_dir, f"defdrop reproduce: {dataset}, profile {profile.name}", blocks)
+    write_json(out_dir / "run.json", {**settings_json(result), "seed": seed,
+                                      "findings": [asdict(f) for f in findings]})
+    return html_path, md_path, result
+
+
+def _variance_note(relation) -> str | None:
+    rows = relation.table
+    if rows.empty:
+        return None
+    var = rows[rows["statistic"].str.startswith("var")]
+    if var.empty:
+        return None
+    r = var.iloc[0]
+    return (f"Across defender strategies, gradient variance and ASR have Spearman rho = {r['rho']:.2f} "
+            f"(95% interval {r['rho_low']:.2f} to {r['rho_high']:.2f}, p = {r['p_value']:.3f}, n = {int(r['n'])}): "
+            f"{r['verdict']}.")

@@ -1,0 +1,105 @@
+"""`defdrop reproduce` end to end on the seconds-long `smoke` profile: report renders offline, the paper's
+numbers sit beside ours, and the conclusions follow the numbers (doctored tables change them)."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from analysis.conclusions import adaptive_effect, headline, summary_line, write_conclusions
+from analysis.paper import compare_with_paper, paper_numbers
+from analysis.reproduce import PROFILES
+from cli import app
+from tests.browser import chromium_or_skip, render_in_chromium
+
+
+@pytest.fixture(scope="module")
+def smoke_run(small_checkpoint, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("reproduce")
+    models = out / "models"
+    models.mkdir()
+    p = PROFILES["smoke"]
+    # The session's small model is exactly what the smoke profile would train (mnist-5k, r = 0.3, 3 epochs, seed 0).
+    shutil.copy(small_checkpoint, models / f"mnist-5k-r0.3-e{p.epochs}-s0.pt")
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["reproduce", "--profile", "smoke", "--out", str(out),
+                                                            "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "report.html" in result.output
+    return out
+
+
+def test_report_files_and_tables(smoke_run: Path) -> None:
+    for name in ("report.html", "report.md", "run.json", "tables/payoff.csv", "tables/paper_vs_ours.csv",
+                 "tables/gradvar.csv"):
+        assert (smoke_run / name).is_file(), name
+    md = (smoke_run / "report.md").read_text()
+    assert "## Conclusions" in md and "Table 6" in md and "Figure 4" in md and "Algorithm 1" in md
+    assert "mnist-5k" in md and "smoke" in md and "seconds" in md or "run time" in md
+    comparison = pd.read_csv(smoke_run / "tables" / "paper_vs_ours.csv")
+    t6 = comparison[(comparison["artefact"] == "table6") & (comparison["test_dropout"] == 0.5)].iloc[0]
+    assert t6["paper"] == pytest.approx(0.1389) and not np.isnan(t6["ours"])
+    # The paper's value is printed in the markdown table beside ours.
+    assert "0.1389" in md
+
+
+def test_report_renders_in_chromium(smoke_run: Path) -> None:
+    chromium = chromium_or_skip()
+    result = render_in_chromium(smoke_run / "report.html", chromium=chromium)
+    assert result.plotly_loaded and result.errors == (), result.errors
+    assert result.external_requests == ()
+    assert result.plot_count >= 4 and result.rendered_count == result.plot_count
+
+
+def test_rerun_is_cheap_and_identical(smoke_run: Path) -> None:
+    before = pd.read_csv(smoke_run / "tables" / "payoff.csv")
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["reproduce", "--profile", "smoke", "--out",
+                                                            str(smoke_run), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    after = pd.read_csv(smoke_run / "tables" / "payoff.csv")
+    pd.testing.assert_frame_equal(before.drop(columns="seconds"), after.drop(columns="seconds"))
+    assert (before["seconds"] == after["seconds"]).all(), "cells came from the cache"
+
+
+def _doctored(table: pd.DataFrame, attack: str, r_test: float, adaptive: bool, asr: float) -> pd.DataFrame:
+    from analysis.paper import is_adaptive
+
+    t = table.copy()
+    mask = (t["attack"] == attack) & np.isclose(t["test_dropout"].fillna(-1), r_test) & (is_adaptive(t) == adaptive)
+    t.loc[mask, ["asr", "asr_low", "asr_high"]] = asr
+    return t
+
+
+def test_conclusions_follow_the_numbers(smoke_run: Path) -> None:
+    table = pd.read_csv(smoke_run / "tables" / "payoff.csv")
+    # Make the headline match the paper exactly, then miss it by 40 points.
+    match = _doctored(_doctored(table, "cw", 0.0, False, 1.0), "cw", 0.5, False, 0.1389)
+    miss = _doctored(match, "cw", 0.5, False, 0.5389)
+    assert headline(match).verdict == "agrees"
+    assert headline(miss).verdict == "differs" and "+40.0 pp" in headline(miss).text
+    # The adaptive attacker: harmless in one table, devastating in the other.
+    weak = _doctored(_doctored(match, "cw", 0.5, True, 0.14), "fgsm", 0.5, True, 0.3)
+    weak = _doctored(weak, "fgsm", 0.5, False, 0.3)
+    strong = _doctored(weak, "cw", 0.5, True, 0.95)
+    weak_f = [f for f in adaptive_effect(weak) if "cw" in f.topic.lower()]
+    strong_f = [f for f in adaptive_effect(strong) if "cw" in f.topic.lower()]
+    assert weak_f and all(f.verdict == "holds" for f in weak_f)
+    assert strong_f and all(f.verdict == "breaks" for f in strong_f)
+    s_weak = summary_line(write_conclusions(weak, compare_with_paper(weak)))
+    s_strong = summary_line(write_conclusions(strong, compare_with_paper(strong)))
+    assert s_weak != s_strong and "breaks the defense" in s_strong
+
+
+def test_paper_numbers_transcribed_once() -> None:
+    numbers = paper_numbers()
+    assert numbers["tables"]["table6"]["rows"]["0.3"]["0.5"] == 0.1389
+    assert numbers["tables"]["table5"]["rows"]["0.7"]["0.0"] == 0.9067
+    assert numbers["tables"]["table2"]["asr"][2] == 0.7778
+
+
+def test_bad_profile_is_one_line() -> None:
+    result = CliRunner().invoke(app, ["reproduce", "--profile", "huge"])
+    assert result.exit_code == 2 and "unknown profile 'huge'" in result.output

@@ -1,0 +1,161 @@
+"""Payoff tables on the small model: columns, deterministic C&W, intervals, resume, reproducibility."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gameplay.strategies import attacker_space, defender_space
+from payoffs.cache import CellCache
+from payoffs.stats import bootstrap_rate
+from payoffs.table import TABLE_COLUMNS, BuildStats, build_payoff_table, load_model_refs, write_payoff_table
+
+DOCUMENTED = ["attacker", "attack", "kappa", "c", "eot", "defender", "defense", "train_dropout", "test_dropout",
+              "n_attacks", "asr", "asr_low", "asr_high", "asr_majority", "l2_mean", "l2_median", "clean_accuracy",
+              "clean_accuracy_low", "clean_accuracy_high", "seconds"]
+# Small but real: C&W with a short search so the suite stays fast.
+FAST_CW = {"search_steps": [3], "iterations": [30]}
+
+
+def _attackers():
+    return attacker_space(["fgsm"]) + attacker_space(["cw"], FAST_CW)
+
+
+def _defenders():
+    return defender_space([0.0, 0.5], sap=True)
+
+
+@pytest.fixture(scope="module")
+def refs(small_checkpoint):
+    return load_model_refs([small_checkpoint])
+
+
+@pytest.fixture(scope="module")
+def table_2x3(refs, tmp_path_factory) -> pd.DataFrame:
+    cache = tmp_path_factory.mktemp("cache")
+    return build_payoff_table(refs, _attackers(), _defenders(), n_images=2, eval_samples=5, seed=0, cache_dir=cache)
+
+
+def _strip(df: pd.DataFrame) -> pd.DataFrame:
+    return df.drop(columns=["seconds"])
+
+
+def test_table_has_documented_columns_and_shape(table_2x3: pd.DataFrame) -> None:
+    assert set(DOCUMENTED) <= set(table_2x3.columns)
+    assert list(table_2x3.columns) == TABLE_COLUMNS
+    assert len(table_2x3) == 6
+    assert sorted(table_2x3["attacker"].unique()) == ["cw[k=0,s=3,it=30]", "fgsm"]
+    assert sorted(table_2x3["defender"].unique()) == ["dropout[r'=0.5]", "none", "sap[frac=1]"]
+    assert (table_2x3["n_attacks"] == 18).all()
+    assert table_2x3["clean_accuracy"].between(0, 1).all()
+    # Clean accuracy belongs to the defender, not to the attacker.
+    per_defender = table_2x3.groupby("defender")["clean_accuracy"].nunique()
+    assert (per_defender == 1).all()
+
+
+def test_intervals_contain_point_estimates(table_2x3: pd.DataFrame) -> None:
+    assert (table_2x3["asr_low"] <= table_2x3["asr"]).all() and (table_2x3["asr"] <= table_2x3["asr_high"]).all()
+    acc = table_2x3
+    assert ((acc["clean_accuracy_low"] <= acc["clean_accuracy"]) & (acc["clean_accuracy"] <= acc["clean_accuracy_high"])).all()
+
+
+def test_deterministic_model_cw_asr_is_one(refs, tmp_path: Path) -> None:
+    table = build_payoff_table(refs, attacker_space(["cw"], {"search_steps": [5], "iterations": [50]}),
+                               defender_space([0.0]), n_images=3, eval_samples=3, seed=0, cache_dir=tmp_path)
+    row = table.iloc[0]
+    assert row["n_attacks"] == 27
+    assert row["asr"] == 1.0 and row["asr_majority"] == 1.0 and row["asr_believed"] == 1.0
+    assert row["asr_low"] == row["asr_high"] == 1.0
+    assert 0 < row["l2_mean"] < 5
+
+
+def test_interval_narrows_with_more_samples() -> None:
+    rng = np.random.default_rng(0)
+    widths = []
+    for n in (20, 80, 320):
+        est = bootstrap_rate(rng.binomial(20, 0.3, size=n) / 20, 20, seed=1)
+        assert est.low <= est.mean <= est.high
+        widths.append(est.high - est.low)
+    assert widths[0] > widths[1] > widths[2]
+    assert widths[0] / widths[2] == pytest.approx(4, rel=0.35)  # ~ 1/sqrt(n)
+
+
+def test_resume_recomputes_no_finished_cell_and_same_seed_same_table(refs, table_2x3, tmp_path: Path) -> None:
+    class Stop(Exception):
+        pass
+
+    def stop_after_two(kind: str, done: int, total: int, record: dict) -> None:
+        if done == 5:  # 3 accuracies + 2 cells finished
+            raise Stop
+
+    with pytest.raises(Stop):
+        build_payoff_table(refs, _attackers(), _defenders(), n_images=2, eval_samples=5, seed=0,
+                           cache_dir=tmp_path, on_done=stop_after_two)
+    assert len(list(tmp_path.glob("*.json"))) == 5
+    stats = BuildStats()
+    resumed = build_payoff_table(refs, _attackers(), _defenders(), n_images=2, eval_samples=5, seed=0,
+                                 cache_dir=tmp_path, stats=stats)
+    assert (stats.cached, stats.computed) == (5, 4)
+    pd.testing.assert_frame_equal(_strip(resumed), _strip(table_2x3))
+    again = BuildStats()
+    build_payoff_table(refs, _attackers(), _defenders(), n_images=2, eval_samples=5, seed=0,
+                       cache_dir=tmp_path, stats=again)
+    assert again.computed == 0
+
+
+def test_other_seed_other_key(refs, tmp_path: Path) -> None:
+    a = build_payoff_table(refs, attacker_space(["fgsm"]), defender_space([0.5]), n_images=2, eval_samples=3,
+                           seed=0, cache_dir=tmp_path)
+    b = build_payoff_table(refs, attacker_space(["fgsm"]), defender_space([0.5]), n_images=2, eval_samples=3,
+                           seed=1, cache_dir=tmp_path)
+    assert a["key"].iloc[0] != b["key"].iloc[0]
+
+
+def test_parallel_jobs_give_the_same_table(refs, table_2x3, tmp_path: Path) -> None:
+    parallel = build_payoff_table(refs, _attackers(), _defenders(), n_images=2, eval_samples=5, seed=0,
+                                  cache_dir=tmp_path, jobs=2)
+    pd.testing.assert_frame_equal(_strip(parallel), _strip(table_2x3))
+
+
+def test_csv_and_sidecar(refs, table_2x3, tmp_path: Path) -> None:
+    import json
+
+    out = tmp_path / "payoff.csv"
+    sidecar = write_payoff_table(table_2x3, out, models=refs, attackers=_attackers(), defenders=_defenders(),
+                                 n_images=2, eval_samples=5, seed=0)
+    back = pd.read_csv(out)
+    assert list(back.columns) == TABLE_COLUMNS and len(back) == 6
+    settings = json.loads(sidecar.read_text())
+    assert settings["models"][0]["hash"] == refs[0].hash
+    assert settings["n_images"] == 2 and settings["eval_samples"] == 5 and "torch" in settings["versions"]
+
+
+def test_kill_minus_nine_then_resume(small_checkpoint, tmp_path: Path) -> None:
+    """A real process killed with SIGKILL mid-run: the rerun finishes only the missing cells."""
+    cache = tmp_path / "cache"
+    cmd = [sys.executable, "-m", "cli", "payoff", "--model", str(small_checkpoint), "--attack", "fgsm,pgd",
+           "--test-dropout", "0,0.3,0.5", "--n-images", "2", "--eval-samples", "3", "--cache-dir", str(cache),
+           "--out", str(tmp_path / "p.csv"), "--device", "cpu"]
+    env = {**os.environ, "COLUMNS": "200"}
+    proc = subprocess.Popen(cmd, cwd=Path(__file__).resolve().parents[2], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(cache.glob("*.json"))) < 4:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = {p.name for p in cache.glob("*.json")}
+    assert 0 < len(finished) < 9, "the kill should land mid-run"
+    stamps = {p.name: p.stat().st_mtime_ns for p in cache.glob("*.json")}
+    rerun = subprocess.run(cmd, cwd=Path(__file__).resolve().parents[2], env=env, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert len(list(cache.glob("*.json"))) == 9
+    assert all(CellCache(cache).path(name[:-5]).stat().st_mtime_ns == ns for name, ns in stamps.items())
+    assert len(pd.read_csv(tmp_path / "p.csv")) == 6
