@@ -40,8 +40,13 @@ demo: $(STAMP) system-deps
 test: $(STAMP) system-deps
 	$(PY) -m pytest
 
+# Benchmarks (not part of make test): each prints measured figures and ratios.
 bench: $(STAMP) system-deps
+	$(PIP) install --quiet -e '.[dev,bench]'
 	$(PY) bench/train.py
+	$(PY) bench/attacks.py
+	$(PY) bench/payoff.py
+	$(PY) bench/solve.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
