@@ -35,7 +35,7 @@ system-deps:
 	fi
 
 demo: $(STAMP) system-deps
-	$(VENV)/bin/defdrop demo --out $(DEMO_OUT)
+	$(VENV)/bin/defdrop demo --out $(DEMO_OUT) --jobs 2
 
 test: $(STAMP) system-deps
 	$(PY) -m pytest

@@ -79,8 +79,9 @@ def table_agreement(comparison: pd.DataFrame) -> list[Finding]:
         close = int(((ran["difference"].abs() * 100) <= AGREE_PP).sum())
         agree = int((ran["within_interval"].fillna(False) | ((ran["difference"].abs() * 100) <= AGREE_PP)).sum())
         gap = float(ran["difference"].mean())
-        verdict = "agrees" if agree >= math.ceil(0.5 * len(ran)) else "differs"
         same_data = ran["paper_dataset"].iloc[0] == ran["our_dataset"].iloc[0].replace("-5k", "")
+        # A CIFAR-10 table set beside an MNIST run is shown, but it is no test of agreement.
+        verdict = ("agrees" if agree >= math.ceil(0.5 * len(ran)) else "differs") if same_data else "info"
         note = "" if same_data else f" (the paper's numbers are on {ran['paper_dataset'].iloc[0]}, ours on {ran['our_dataset'].iloc[0]})"
         out.append(Finding(name, verdict,
                            f"Table {name.removeprefix('table')} ({group['attack'].iloc[0].upper()}): {agree} of {len(ran)} ASR values agree "

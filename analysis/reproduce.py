@@ -57,6 +57,7 @@ class Profile:
     cw_iterations: int = 100
     adaptive_eot: int = 8
     adaptive_kappa: float = 5.0
+    adaptive_search_steps: int | None = None  # None: the same as the paper attacker's
     gradvar_images: int = 20
     gradvar_samples: int = 50
     gradvar_train_rate: float = 0.3
@@ -68,10 +69,11 @@ PROFILES: dict[str, Profile] = {
     "quick": Profile(
         name="quick", train_rates=(0.3, 0.7), epochs=10, test_rates=(0.0, 0.1, 0.3, 0.5, 0.7, 0.9),
         sweeps=(Sweep((0.3,), ("cw",)), Sweep((0.7,), ("fgsm", "jsma"))),
-        n_images=10, eval_samples=10, cw_search_steps=10, cw_iterations=100, adaptive_eot=8, adaptive_kappa=5.0,
-        gradvar_images=5, gradvar_samples=50,
+        n_images=5, eval_samples=10, cw_search_steps=10, cw_iterations=100, adaptive_eot=4, adaptive_kappa=5.0,
+        adaptive_search_steps=5, gradvar_images=5, gradvar_samples=50,
         description="two models (r = 0.3 for C&W as in Table 6, r = 0.7 for FGSM/JSMA as in Tables 4-5), "
-                    "10 images x 9 targets per cell, M = 10"),
+                    "5 images x 9 targets per cell, M = 10; the adaptive C&W uses EOT 4 and 5 x 100 to fit "
+                    "the 10-minute budget"),
     "paper": Profile(
         name="paper", train_rates=(0.0, 0.1, 0.3, 0.5, 0.7, 0.9), epochs=20,
         test_rates=(0.0, 0.1, 0.3, 0.5, 0.7, 0.9),
@@ -98,7 +100,8 @@ def paper_attacker(attack: str, profile: Profile) -> AttackerStrategy:
 def adaptive_attacker(attack: str, profile: Profile) -> AttackerStrategy:
     """EOT over ``adaptive_eot`` samples, the ``expected`` success test, and kappa > 0 for C&W."""
     if attack == "cw":
-        return AttackerStrategy("cw", (("kappa", profile.adaptive_kappa), ("search_steps", profile.cw_search_steps),
+        steps = profile.adaptive_search_steps or profile.cw_search_steps
+        return AttackerStrategy("cw", (("kappa", profile.adaptive_kappa), ("search_steps", steps),
                                        ("iterations", profile.cw_iterations)), profile.adaptive_eot, "expected")
     return AttackerStrategy(attack, (), profile.adaptive_eot, "expected")
 
@@ -115,6 +118,7 @@ class StudyResult:
     table: pd.DataFrame
     seconds: dict[str, float] = field(default_factory=dict)
     model_meta: list[dict] = field(default_factory=list)
+    seed: int = 0
 
 
 def train_models(profile: Profile, dataset: str, out_dir: Path, data_dir: Path | None, device: torch.device,
@@ -203,8 +207,36 @@ def run_gradvar_stage(profile: Profile, models: dict[float, Path], data_dir: Pat
                        samples=profile.gradvar_samples, dims=5, seed=seed, true_labels=y)
 
 
+def algorithm1_stage(table: pd.DataFrame, profile: Profile) -> pd.DataFrame:
+    """Stage 4a: the paper's Algorithm 1 per model, and every attacker's ASR at the rate it picks.
+
+    Clean accuracy does not depend on the attacker, so one walk per model serves all its attackers.
+    """
+    from gameplay.algorithm1 import algorithm1
+
+    rows = []
+    for r, group in table.groupby("train_dropout", sort=True):
+        grid = group[group["defense"] != "sap"].drop_duplicates("test_dropout").sort_values("test_dropout")
+        if grid.empty:
+            continue
+        reference = grid[grid["test_dropout"] == 0.0]
+        ref_acc = float(reference["clean_accuracy"].iloc[0]) if not reference.empty else float(grid["clean_accuracy"].max())
+        choice = algorithm1(grid["test_dropout"].tolist(), grid["clean_accuracy"].tolist(), ref_acc,
+                            profile.max_accuracy_drop)
+        at = group[(group["defense"] != "sap") & np.isclose(group["test_dropout"], choice.rate)]
+        for _, row in at.iterrows():
+            rows.append({"train_dropout": r, "attacker": row["attacker"], "chosen_test_dropout": choice.rate,
+                         "clean_accuracy": row["clean_accuracy"], "reference_accuracy": ref_acc,
+                         "epsilon": profile.max_accuracy_drop, "stopped_at": choice.stopped_at,
+                         "asr": row["asr"], "asr_low": row["asr_low"], "asr_high": row["asr_high"]})
+    return pd.DataFrame(rows)
+
+
 def solve_stage(table: pd.DataFrame, out_dir: Path, profile: Profile, seed: int) -> list[dict]:
-    """Stage 4: per sweep (one model's game), solve against the paper's attackers and with EOT added."""
+    """Stage 4b: per sweep (one model's game), solve against the paper's attackers and with EOT added.
+
+    A space with a single attacker strategy is not a game; Algorithm 1 (stage 4a) answers it alone.
+    """
     from analysis.paper import is_adaptive
     from gameplay.solve import solve_payoff_csv
 
@@ -212,7 +244,7 @@ def solve_stage(table: pd.DataFrame, out_dir: Path, profile: Profile, seed: int)
     for (attack_set, r), group in table.groupby([table["attack"].map(_sweep_key(profile)), "train_dropout"],
                                                 sort=True):
         for label, rows in (("paper attacker", group[~is_adaptive(group)]), ("with EOT", group)):
-            if rows["attacker"].nunique() < 1 or rows["defender"].nunique() < 2:
+            if rows["attacker"].nunique() < 2 or rows["defender"].nunique() < 2:
                 continue
             path = out_dir / "tables" / f"game-r{r:g}-{attack_set}-{'paper' if label == 'paper attacker' else 'eot'}.csv"
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -229,18 +261,15 @@ def _sweep_key(profile: Profile):
     return lambda attack: names.get(attack, attack)
 
 
-def algorithm1_rates(answers: list[dict]) -> dict[float, float]:
-    """Algorithm 1's r' per training rate, from the games against the paper's attacker (the first attacker's)."""
-    out: dict[float, float] = {}
-    for a in answers:
-        rec = a["report"].recommendation
-        if a["space"] == "paper attacker" and rec.algorithm1_rate is not None and a["train_dropout"] not in out:
-            out[a["train_dropout"]] = float(rec.algorithm1_rate)
-    return out
+def algorithm1_rates(alg1: pd.DataFrame) -> dict[float, float]:
+    """Algorithm 1's r' per training rate."""
+    if alg1.empty:
+        return {}
+    return {float(r): float(g["chosen_test_dropout"].iloc[0]) for r, g in alg1.groupby("train_dropout")}
 
 
 def build_report_blocks(result: StudyResult, comparison: pd.DataFrame, findings, answers: list[dict], gradvar,
-                        relation) -> list:
+                        relation, alg1: pd.DataFrame) -> list:
     from analysis.conclusions import summary_line
     from analysis.figures import (figure_accuracy_asr_l2_heatmaps, figure_gradient_densities,
                                   figure_statistics_vs_rate)
@@ -261,9 +290,11 @@ def build_report_blocks(result: StudyResult, comparison: pd.DataFrame, findings,
         f"- per cell: N = {p.n_images} images x 9 targets = {9 * p.n_images} attacks, M = {p.eval_samples} defender "
         f"samples per adversarial example; 95% intervals by bootstrap over attacks\n"
         f"- C&W {p.cw_search_steps} x {p.cw_iterations}; adaptive attacker: EOT {p.adaptive_eot}, `expected` success "
-        f"test, C&W kappa = {p.adaptive_kappa:g}\n"
-        f"- seed {result.settings.get('seed', 0) if hasattr(result, 'settings') else 0}; run time {total:.0f} s "
-        f"({', '.join(f'{k} {v:.0f} s' for k, v in result.seconds.items())}); machine: {platform.machine()}, "
+        f"test, C&W kappa = {p.adaptive_kappa:g}, {p.adaptive_search_steps or p.cw_search_steps} x "
+        f"{p.cw_iterations}\n"
+        f"- seed {result.seed}; this invocation took {total:.0f} s "
+        f"({', '.join(f'{k} {v:.0f} s' for k, v in result.seconds.items())}; cached cells cost nothing); computing "
+        f"the {len(table)} payoff cells took {table['seconds'].sum():.0f} s in all; machine: {platform.machine()}, "
         f"{torch.get_num_threads()} threads, {platform.platform()}",
         "## Conclusions\n\n**" + summary_line(findings) + "**\n\n" + "\n".join(f"- {f.text}" for f in findings),
     ]
@@ -293,7 +324,11 @@ def build_report_blocks(result: StudyResult, comparison: pd.DataFrame, findings,
         if relation is not None:
             blocks.append("Does gradient variance predict ASR across defender strategies here?")
             blocks.append(relation.table)
-    blocks.append("## Algorithm 1 and the game")
+    blocks.append(f"## Algorithm 1 and the game\n\nAlgorithm 1 (the paper's section 3.4) walks r' upward while clean "
+                  f"accuracy stays within epsilon = {p.max_accuracy_drop:g} of the undefended model's, and deploys the "
+                  f"last rate that did; below, every attacker's ASR at that rate (the adaptive ones included).")
+    if not alg1.empty:
+        blocks.append(alg1)
     for a in answers:
         rec = a["report"].recommendation
         blocks.append(f"### r = {a['train_dropout']:g}, {a['attacks']}, {a['space']}\n\n"
@@ -339,7 +374,7 @@ def run_study(profile: Profile, dataset: str, out_dir: Path, *, data_dir: Path |
     seconds["payoffs"] = now() - t0
     (out_dir / "tables").mkdir(exist_ok=True)
     table.to_csv(out_dir / "tables" / "payoff.csv", index=False)
-    result = StudyResult(out_dir, profile, dataset, table, seconds, meta)
+    result = StudyResult(out_dir, profile, dataset, table, seconds, meta, seed)
     comparison = compare_with_paper(table)
     comparison.to_csv(out_dir / "tables" / "paper_vs_ours.csv", index=False)
     t0 = now()
@@ -357,10 +392,12 @@ def run_study(profile: Profile, dataset: str, out_dir: Path, *, data_dir: Path |
     seconds["gradient variance"] = now() - t0
     t0 = now()
     log("solving the games")
+    alg1 = algorithm1_stage(table, profile)
+    alg1.to_csv(out_dir / "tables" / "algorithm1.csv", index=False)
     answers = solve_stage(table, out_dir, profile, seed)
     seconds["games"] = now() - t0
-    findings = write_conclusions(table, comparison, algorithm1_rates(answers), variance_note)
-    blocks = build_report_blocks(result, comparison, findings, answers, grad, relation)
+    findings = write_conclusions(table, comparison, algorithm1_rates(alg1), variance_note)
+    blocks = build_report_blocks(result, comparison, findings, answers, grad, relation, alg1)
     html_path, md_path = write_report(out_dir, f"defdrop reproduce: {dataset}, profile {profile.name}", blocks)
     write_json(out_dir / "run.json", {**settings_json(result), "seed": seed,
                                       "findings": [asdict(f) for f in findings]})
