@@ -90,10 +90,12 @@ def describe_defense(module: nn.Module) -> tuple[str, float]:
 def build_defenders(rates: Sequence[float], sap: bool = False, sap_fraction: float = 1.0) -> list[Defender]:
     """Defender strategies labelled like ``payoffs.strategy.DefenderStrategy.id``: ``none`` (r' = 0),
     ``dropout[r'=0.5]``, ``sap[frac=1]``."""
-    out: list[Defender] = [("none" if r == 0 else f"dropout[r'={r:g}]", TestTimeDropout(r)) for r in rates]
+    from payoffs.strategy import DefenderStrategy
+
+    strategies = [DefenderStrategy("dropout", float(r)) for r in rates]
     if sap:
-        out.append((f"sap[frac={sap_fraction:g}]", SAP(fraction=sap_fraction)))
-    return out
+        strategies.append(DefenderStrategy("sap", sap_fraction=sap_fraction))
+    return [(d.id, d.module()) for d in strategies]
 
 
 @torch.no_grad()
@@ -106,17 +108,11 @@ def select_inputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, images: in
     """
     if images < 1:
         raise DefdropError(f"--images {images} must be at least 1")
-    plain = with_defense(model, nn.Identity())
-    device = next(model.parameters()).device
-    keep: list[int] = []
-    for start in range(0, len(x), 500):
-        pred = plain(x[start:start + 500].to(device)).argmax(1).cpu()
-        keep.extend((start + torch.nonzero(pred == y[start:start + 500]).flatten()).tolist())
-        if len(keep) >= images:
-            break
-    if len(keep) < images:
-        raise DefdropError(f"--images {images}: only {len(keep)} of {len(x)} test images are classified correctly")
-    idx = torch.tensor(keep[:images])
+    from payoffs.evaluation import first_correct
+
+    idx = first_correct(with_defense(model, nn.Identity()), x, y, images)
+    if len(idx) < images:
+        raise DefdropError(f"--images {images}: only {len(idx)} of {len(x)} test images are classified correctly")
     return x[idx], y[idx], (y[idx] + 1) % num_classes
 
 

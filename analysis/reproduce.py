@@ -28,7 +28,7 @@ from payoffs.checkpoint import load_checkpoint, save_checkpoint
 from payoffs.data import load_dataset
 from payoffs.errors import DefdropError
 from payoffs.strategy import AttackerStrategy, DefenderStrategy
-from payoffs.table import TABLE_COLUMNS, build_payoff_table, load_model_refs, write_payoff_table
+from payoffs.table import TABLE_COLUMNS, build_payoff_table, load_model_refs
 from payoffs.training import TrainConfig, train
 
 Log = Callable[[str], None]

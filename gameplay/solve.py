@@ -522,7 +522,7 @@ def _markdown(r: SolveReport) -> str:
             out.append(f"({n - MAX_LIST} more attackers in the JSON output)")
         if br.pure_equilibria:
             out.append("")
-            out.append(f"Pure equilibria (mutual best responses): " + ", ".join(
+            out.append("Pure equilibria (mutual best responses): " + ", ".join(
                 f"({labels[i]}, {r.attacker_labels[j]})" for i, j in br.pure_equilibria[:10]))
 
     for title, eq in (("Minimax", r.minimax), ("Stackelberg (defender commits)", r.stackelberg)):

@@ -62,7 +62,6 @@ def synthetic_payoff_table(n_defenders: int = 8, n_attackers: int = 6, *, seed: 
         raise ValueError("n_defenders leaves no dropout rate")
     rates = np.round(np.linspace(0.9 / n_rates, 0.9, n_rates), 4)
     rows = []
-    trials = n_attacks * n_samples
     for r in models:
         model = hashlib.sha256(f"synthetic r={r:g} seed={seed}".encode()).hexdigest()[:16]
         prefix = f"r={r:g}/" if len(models) > 1 else ""

@@ -26,6 +26,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from payoffs.errors import DefdropError
+from payoffs.evaluation import sampled_correct
 from payoffs.stats import bootstrap_rate
 from payoffs.strategy import AttackerStrategy, DefenderStrategy
 
@@ -65,36 +67,15 @@ def attack_inputs(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, n_im
 
     Returns (inputs, targets, labels, image index), image-major: rows 9i..9i+8 attack image i.
     """
-    device = next(model.parameters()).device
-    chosen: list[int] = []
-    with torch.no_grad():
-        for start in range(0, len(x), 1000):
-            pred = model(x[start:start + 1000].to(device)).argmax(1).cpu()
-            ok = torch.nonzero(pred == y[start:start + 1000]).flatten() + start
-            chosen.extend(ok.tolist())
-            if len(chosen) >= n_images:
-                break
-    idx = torch.tensor(chosen[:n_images], dtype=torch.long)
+    from payoffs.evaluation import first_correct
+
+    idx = first_correct(model, x, y, n_images)
+    if len(idx) < n_images:
+        raise DefdropError(f"--n-images {n_images}: only {len(idx)} of {len(x)} test images are classified correctly")
     labels = y[idx]
     others = torch.stack([torch.tensor([c for c in range(num_classes) if c != int(lbl)]) for lbl in labels])
-    targets = others.flatten()
     image_index = idx.repeat_interleave(num_classes - 1)
-    inputs = x[image_index]
-    return inputs, targets, labels.repeat_interleave(num_classes - 1), image_index
-
-
-@torch.no_grad()
-def target_rate_per_example(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, samples: int,
-                            batch_size: int = 4000) -> np.ndarray:
-    """s_i: fraction of ``samples`` fresh defender draws that classify x_i as target_i."""
-    device = next(model.parameters()).device
-    per_chunk = max(1, batch_size // samples)
-    out = np.empty(len(x))
-    for i in range(0, len(x), per_chunk):
-        xb, tb = x[i:i + per_chunk].to(device), target[i:i + per_chunk].to(device)
-        logits = model(xb.repeat(samples, 1, 1, 1)).view(samples, len(xb), -1)
-        out[i:i + len(xb)] = (logits.argmax(-1) == tb).float().mean(0).cpu().numpy()
-    return out
+    return x[image_index], others.flatten(), labels.repeat_interleave(num_classes - 1), image_index
 
 
 @lru_cache(maxsize=2)
@@ -129,7 +110,7 @@ def run_cell(spec: CellSpec, progress: ProgressFn | None = None) -> dict:
         progress(1, 2)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed + 1)
-        s = target_rate_per_example(defended, result.x_adv, targets, spec.eval_samples)
+        s = sampled_correct(defended, result.x_adv, targets, spec.eval_samples)  # target wins
     if progress is not None:
         progress(2, 2)
     est = bootstrap_rate(s, spec.eval_samples, seed=seed)

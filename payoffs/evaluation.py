@@ -30,6 +30,22 @@ def sampled_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, samples:
     return out
 
 
+@torch.no_grad()
+def first_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, n: int, chunk: int = 1000) -> torch.Tensor:
+    """Indices of the first ``n`` inputs (in order) that ``model`` classifies correctly; fewer if there are not n.
+
+    Pass the undefended model: the attack protocol's inputs are the ones it gets right.
+    """
+    device = next(model.parameters()).device
+    keep: list[int] = []
+    for start in range(0, len(x), chunk):
+        pred = model(x[start:start + chunk].to(device)).argmax(1).cpu()
+        keep.extend((start + torch.nonzero(pred == y[start:start + chunk]).flatten()).tolist())
+        if len(keep) >= n:
+            break
+    return torch.tensor(keep[:n], dtype=torch.long)
+
+
 def defended_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, samples: int = 20, seed: int = 0,
                       progress: Callable[[int, int], None] | None = None) -> RateEstimate:
     """Clean accuracy averaged over ``samples`` defender draws, with a bootstrap interval over images."""

@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import platform
 import sys
-import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
