@@ -45,6 +45,7 @@ def _device(name: str):
 
 
 DeviceOpt = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda.")
+ModelOpt = typer.Option(..., "--model", help="A defdrop checkpoint.")
 DataDirOpt = typer.Option(None, "--data-dir", help="Directory with the dataset's files (mnist, cifar10; "
                                                     "fashion-mnist defaults to /usr/share/datasets/fashion-mnist).")
 
@@ -88,7 +89,7 @@ def train(
 @app.command()
 @user_errors
 def accuracy(
-    model: Path = typer.Option(..., "--model", help="A defdrop checkpoint."),
+    model: Path = ModelOpt,
     test_dropout: str = typer.Option("0,0.1,0.3,0.5,0.7,0.9", "--test-dropout", help="Test dropout rates r'."),
     sap: bool = typer.Option(False, "--sap", help="Also evaluate SAP."),
     samples: int = typer.Option(20, "--samples", help="Defender samples M per test image."),
@@ -292,7 +293,7 @@ def solve(
 @app.command()
 @user_errors
 def gradvar(
-    model: Path = typer.Option(..., "--model", help="A defdrop checkpoint."),
+    model: Path = ModelOpt,
     test_dropout: str = typer.Option("0.1,0.3,0.5,0.7,0.9", "--test-dropout", help="Test dropout rates r'."),
     sap: bool = typer.Option(False, "--sap", help="Also sample SAP (draws = number of units)."),
     samples: int = typer.Option(50, "--samples", help="Gradients S per image and defender (>= 2)."),

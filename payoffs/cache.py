@@ -28,5 +28,3 @@ class CellCache:
     def put(self, key: str, record: dict) -> None:
         atomic_write_bytes(self.path(key), json.dumps(record, sort_keys=True).encode())
 
-    def __contains__(self, key: str) -> bool:
-        return self.get(key) is not None

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable
 
@@ -161,6 +161,3 @@ def run_accuracy(spec: AccuracySpec, progress: ProgressFn | None = None) -> dict
     return {"key": spec.key(), "clean_accuracy": est.mean, "clean_accuracy_low": est.low,
             "clean_accuracy_high": est.high, "n_test": int(len(data.x_test)), "seconds": time.perf_counter() - start}
 
-
-def spec_to_json(spec: CellSpec | AccuracySpec) -> dict:
-    return json.loads(json.dumps(asdict(spec), default=str))

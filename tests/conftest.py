@@ -4,7 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 from payoffs.data import Dataset, load_dataset
 from payoffs.training import TrainConfig, TrainResult, train
@@ -18,7 +17,6 @@ def mnist5k() -> Dataset:
 @pytest.fixture(scope="session")
 def small_trained(mnist5k: Dataset) -> TrainResult:
     """The paper's MNIST CNN, r = 0.3, 3 epochs on mnist-5k (~95% test accuracy, a few seconds)."""
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     return train(mnist5k, TrainConfig(train_dropout=0.3, epochs=3, seed=0))
 
 
