@@ -39,6 +39,23 @@ def progress_bar() -> Progress:
                     TimeRemainingColumn(), console=err_console, transient=False)
 
 
+def cell_line(kind: str, i: int, n: int, record: dict) -> str:
+    """One log line per finished job, for logs (a terminal shows the progress bar instead)."""
+    what = record.get("attacker", "") + (" vs " if "attacker" in record else "") + record.get("defender", "")
+    result = (f"ASR {100 * record['asr']:.1f}%" if "asr" in record
+              else f"clean accuracy {100 * record.get('clean_accuracy', float('nan')):.2f}%")
+    model = f" ({record['model_file']})" if "model_file" in record else ""
+    return f"[{i}/{n}] {kind} {what}{model}: {result} in {record.get('seconds', float('nan')):.1f} s"
+
+
+def log_when_piped(bar: Progress) -> Callable[[str, int, int, dict], None]:
+    """``on_done`` that also prints :func:`cell_line` when stderr is not a terminal."""
+    def on_done(kind: str, i: int, n: int, record: dict) -> None:
+        if not bar.console.is_terminal:
+            bar.console.print(cell_line(kind, i, n, record), highlight=False, markup=False, soft_wrap=True)
+    return on_done
+
+
 def _device(name: str):
     from payoffs.device import resolve_device
     return resolve_device(name)
@@ -46,6 +63,8 @@ def _device(name: str):
 
 DeviceOpt = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda.")
 ModelOpt = typer.Option(..., "--model", help="A defdrop checkpoint.")
+BatchOpt = typer.Option(900, "--batch-size", help="Attacks x EOT samples per forward pass: a speed knob (same "
+                                                  "protocol, other random draws); larger on a GPU, e.g. 7200.")
 DataDirOpt = typer.Option(None, "--data-dir", help="Directory with the dataset's files (mnist, cifar10; "
                                                     "fashion-mnist defaults to /usr/share/datasets/fashion-mnist).")
 
@@ -136,6 +155,7 @@ def reproduce(
     dataset: str = typer.Option("mnist-5k", "--dataset", help="mnist-5k | fashion-mnist | mnist | cifar10"),
     out: Path = typer.Option(Path("runs/reproduce"), "--out", help="Output directory (report, tables, cache)."),
     jobs: int = typer.Option(1, "--jobs", help="Payoff cells in parallel processes."),
+    batch_size: int = BatchOpt,
     seed: int = typer.Option(0),
     data_dir: Optional[Path] = DataDirOpt,
     device: str = DeviceOpt,
@@ -153,10 +173,14 @@ def reproduce(
     with progress_bar() as bar:
         task = bar.add_task("payoff cells", total=None)
 
+        piped = log_when_piped(bar)
+
         def done(kind: str, i: int, n: int, record: dict) -> None:
             bar.update(task, completed=i, total=n)
+            piped(kind, i, n, record)
 
         html_path, md_path, result = run_study(prof, dataset, out, data_dir=data_dir, jobs=jobs, device=dev,
+                                               batch_size=batch_size,
                                                seed=seed, log=lambda m: bar.console.print(m, highlight=False,
                                                                                           markup=False),
                                                on_done=done)
@@ -172,7 +196,8 @@ def demo(
     device: str = DeviceOpt,
 ) -> None:
     """The main job on embedded data: `reproduce --profile quick --dataset mnist-5k`."""
-    reproduce(profile="quick", dataset="mnist-5k", out=out, jobs=jobs, seed=0, data_dir=None, device=device)
+    reproduce(profile="quick", dataset="mnist-5k", out=out, jobs=jobs, batch_size=900, seed=0, data_dir=None,
+              device=device)
 
 
 def _list(text: Optional[str], what: str, **bounds) -> Optional[list[float]]:
@@ -205,6 +230,7 @@ def payoff(
     eval_samples: int = typer.Option(20, "--eval-samples", help="M defender samples per adversarial example."),
     seed: int = typer.Option(0),
     jobs: int = typer.Option(1, "--jobs", help="Cells in parallel processes (cores are shared, not oversubscribed)."),
+    batch_size: int = BatchOpt,
     cache_dir: Path = typer.Option(Path(".defdrop-cache/cells"), "--cache-dir", help="Finished cells (resume)."),
     out: Path = typer.Option(Path("payoff.csv"), "--out", help="CSV to write (+ a .json sidecar)."),
     device: str = DeviceOpt,
@@ -247,12 +273,15 @@ def payoff(
             current[kind] = bar.add_task(f"  {kind}", total=None)
             return lambda i, n: bar.update(current[kind], completed=i, total=n)
 
+        piped = log_when_piped(bar)
+
         def done(kind: str, i: int, n: int, record: dict) -> None:
             bar.update(overall, completed=i, total=n)
+            piped(kind, i, n, record)
 
         table = build_payoff_table(refs, attackers, defenders, n_images=n_images, eval_samples=eval_samples,
                                    seed=seed, cache_dir=cache_dir, jobs=jobs, device=dev, on_done=done,
-                                   progress_for=cell_progress)
+                                   progress_for=cell_progress, batch_size=batch_size)
     write_payoff_table(table, out, models=refs, attackers=attackers, defenders=defenders, n_images=n_images,
                        eval_samples=eval_samples, seed=seed, seconds=_time.perf_counter() - start)
     show = table[["attacker", "defender", "asr", "asr_low", "asr_high", "asr_majority", "l2_mean",

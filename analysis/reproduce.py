@@ -119,6 +119,17 @@ class StudyResult:
     seconds: dict[str, float] = field(default_factory=dict)
     model_meta: list[dict] = field(default_factory=list)
     seed: int = 0
+    device: str = "cpu"
+    jobs: int = 1
+    batch_size: int = 900
+
+
+def machine_description(device: str) -> str:
+    """Processor, torch threads, platform, and the GPU's name when the run used one."""
+    text = f"{platform.machine()}, {torch.get_num_threads()} threads, {platform.platform()}"
+    if device.startswith("cuda") and torch.cuda.is_available():
+        text += f"; GPU {torch.cuda.get_device_name(torch.device(device))}"
+    return text
 
 
 def train_models(profile: Profile, dataset: str, out_dir: Path, data_dir: Path | None, device: torch.device,
@@ -154,7 +165,7 @@ def prefix_defenders(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def run_payoffs(profile: Profile, models: dict[float, Path], out_dir: Path, seed: int, jobs: int, device: str,
-                on_done=None) -> pd.DataFrame:
+                on_done=None, batch_size: int = 900) -> pd.DataFrame:
     """Stage 2: every sweep's paper and adaptive attackers against every defender, one cached cell at a time."""
     frames = []
     for sweep in profile.sweeps:
@@ -162,7 +173,8 @@ def run_payoffs(profile: Profile, models: dict[float, Path], out_dir: Path, seed
         attackers = [f(a, profile) for a in sweep.attacks for f in (paper_attacker, adaptive_attacker)]
         frames.append(build_payoff_table(refs, attackers, defenders(profile), n_images=profile.n_images,
                                          eval_samples=profile.eval_samples, seed=seed,
-                                         cache_dir=out_dir / "cache", jobs=jobs, device=device, on_done=on_done))
+                                         cache_dir=out_dir / "cache", jobs=jobs, device=device, on_done=on_done,
+                                         batch_size=batch_size))
     table = pd.concat(frames, ignore_index=True)[TABLE_COLUMNS]
     return prefix_defenders(table)
 
@@ -170,7 +182,9 @@ def run_payoffs(profile: Profile, models: dict[float, Path], out_dir: Path, seed
 def settings_json(result: StudyResult) -> dict:
     return {"profile": asdict(result.profile), "dataset": result.dataset, "seconds": result.seconds,
             "models": result.model_meta, "machine": platform.platform(), "processor": platform.machine(),
-            "threads": torch.get_num_threads(), "torch": torch.__version__}
+            "threads": torch.get_num_threads(), "torch": torch.__version__, "device": result.device,
+            "device_description": machine_description(result.device), "jobs": result.jobs,
+            "batch_size": result.batch_size}
 
 
 def check_profile(name: str) -> Profile:
@@ -294,8 +308,9 @@ def build_report_blocks(result: StudyResult, comparison: pd.DataFrame, findings,
         f"{p.cw_iterations}\n"
         f"- seed {result.seed}; this invocation took {total:.0f} s "
         f"({', '.join(f'{k} {v:.0f} s' for k, v in result.seconds.items())}; cached cells cost nothing); computing "
-        f"the {len(table)} payoff cells took {table['seconds'].sum():.0f} s in all; machine: {platform.machine()}, "
-        f"{torch.get_num_threads()} threads, {platform.platform()}",
+        f"the {len(table)} payoff cells took {table['seconds'].sum():.0f} s in all\n"
+        f"- machine: {machine_description(result.device)}; device `{result.device}`, --jobs {result.jobs}, "
+        f"--batch-size {result.batch_size}",
         "## Conclusions\n\n**" + summary_line(findings) + "**\n\n" + "\n".join(f"- {f.text}" for f in findings),
     ]
     blocks.append("## The paper's tables beside ours\n\nASR as fractions; `paper` is the published value, `ours` "
@@ -350,7 +365,7 @@ def _fmt_pct(v) -> str:
 
 def run_study(profile: Profile, dataset: str, out_dir: Path, *, data_dir: Path | None = None, jobs: int = 1,
               device: torch.device | str = "cpu", seed: int = 0, log: Log = print, on_done=None,
-              gradvar: bool = True) -> tuple[Path, Path, StudyResult]:
+              gradvar: bool = True, batch_size: int = 900) -> tuple[Path, Path, StudyResult]:
     """All stages; returns (report.html, report.md, result). Every finished cell is cached under ``out_dir``."""
     from analysis.conclusions import write_conclusions
     from analysis.paper import compare_with_paper
@@ -370,11 +385,11 @@ def run_study(profile: Profile, dataset: str, out_dir: Path, *, data_dir: Path |
                      "n_train": len(data.x_train), "n_test": len(data.x_test)})
     t0 = now()
     log(f"payoff sweeps: cache {out_dir / 'cache'}")
-    table = run_payoffs(profile, models, out_dir, seed, jobs, str(device), on_done)
+    table = run_payoffs(profile, models, out_dir, seed, jobs, str(device), on_done, batch_size)
     seconds["payoffs"] = now() - t0
     (out_dir / "tables").mkdir(exist_ok=True)
     table.to_csv(out_dir / "tables" / "payoff.csv", index=False)
-    result = StudyResult(out_dir, profile, dataset, table, seconds, meta, seed)
+    result = StudyResult(out_dir, profile, dataset, table, seconds, meta, seed, str(device), jobs, batch_size)
     comparison = compare_with_paper(table)
     comparison.to_csv(out_dir / "tables" / "paper_vs_ours.csv", index=False)
     t0 = now()

@@ -21,6 +21,7 @@ import json
 import time
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -117,7 +118,8 @@ def run_cell(spec: CellSpec, progress: ProgressFn | None = None) -> dict:
     won = s > 0.5
     l2 = result.l2.detach().cpu().numpy()[won]
     return {
-        "key": spec.key(), "n_attacks": int(len(s)), "n_images": int(spec.n_images),
+        "key": spec.key(), "model_file": Path(spec.model_path).name,
+        "attacker": spec.attacker.id, "defender": spec.defender.id, "n_attacks": int(len(s)), "n_images": int(spec.n_images),
         "n_samples": int(spec.eval_samples), "asr": est.mean, "asr_low": est.low, "asr_high": est.high,
         "asr_std_error": est.std_error, "asr_majority": float(won.mean()) if len(s) else float("nan"),
         "asr_believed": float(result.success.float().mean()),
@@ -158,6 +160,6 @@ def run_accuracy(spec: AccuracySpec, progress: ProgressFn | None = None) -> dict
     seed = int(spec.key()[4:12], 16) ^ spec.seed
     est = defended_accuracy(with_defense(model, spec.defender.module()), data.x_test, data.y_test,
                             spec.eval_samples, seed, progress=progress)
-    return {"key": spec.key(), "clean_accuracy": est.mean, "clean_accuracy_low": est.low,
+    return {"key": spec.key(), "model_file": Path(spec.model_path).name, "defender": spec.defender.id, "clean_accuracy": est.mean, "clean_accuracy_low": est.low,
             "clean_accuracy_high": est.high, "n_test": int(len(data.x_test)), "seconds": time.perf_counter() - start}
 

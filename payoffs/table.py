@@ -124,6 +124,8 @@ def build_payoff_table(
         raise DefdropError(f"--n-images {n_images} must be at least 1")
     if eval_samples < 1:
         raise DefdropError(f"--eval-samples {eval_samples} must be at least 1")
+    if batch_size < 1:
+        raise DefdropError(f"--batch-size {batch_size} must be at least 1")
     if not attackers or not defenders:
         raise DefdropError("the strategy space is empty: give at least one attacker and one defender")
     cache = CellCache(cache_dir)

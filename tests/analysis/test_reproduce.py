@@ -29,6 +29,11 @@ def smoke_run(small_checkpoint, tmp_path_factory) -> Path:
                                                             "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert "report.html" in result.output
+    # Not a terminal: one log line per finished job (3 clean accuracies + 1 model x 3 defenders x 4 attackers).
+    lines = [line for line in result.output.splitlines() if line.startswith("[")]
+    assert len(lines) == 15 and lines[-1].startswith("[15/15] ")
+    assert any(line.startswith("[") and " cell cw" in line and "vs dropout" in line and "ASR" in line
+               for line in lines), lines
     return out
 
 
@@ -40,6 +45,7 @@ def test_report_files_and_tables(smoke_run: Path) -> None:
     assert "## Conclusions" in md and "Table 6" in md and "Figure 4" in md and "Algorithm 1" in md
     assert "`mnist-5k`" in md and "`smoke`" in md and "this invocation took" in md
     assert "N = 1 images x 9 targets = 9 attacks, M = 3" in md
+    assert "- machine: " in md and "device `cpu`, --jobs 1, --batch-size 900" in md
     comparison = pd.read_csv(smoke_run / "tables" / "paper_vs_ours.csv")
     t6 = comparison[(comparison["artefact"] == "table6") & (comparison["test_dropout"] == 0.5)].iloc[0]
     assert t6["paper"] == pytest.approx(0.1389) and not np.isnan(t6["ours"])

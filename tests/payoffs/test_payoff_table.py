@@ -124,6 +124,21 @@ def test_parallel_jobs_give_the_same_table(refs, table_2x3, tmp_path: Path) -> N
     pd.testing.assert_frame_equal(_strip(parallel), _strip(table_2x3))
 
 
+def test_batch_size_is_a_speed_knob(refs, tmp_path: Path) -> None:
+    """Same protocol, same cache key; on the undefended model (deterministic) the same numbers too."""
+    kwargs = dict(n_images=2, eval_samples=3, seed=0)
+    whole = build_payoff_table(refs, attacker_space(["cw"], FAST_CW), defender_space([0.0]), cache_dir=tmp_path / "a",
+                               batch_size=900, **kwargs)
+    split = build_payoff_table(refs, attacker_space(["cw"], FAST_CW), defender_space([0.0]), cache_dir=tmp_path / "b",
+                               batch_size=4, **kwargs)  # 18 attacks in batches of 4
+    assert whole["key"].tolist() == split["key"].tolist()
+    pd.testing.assert_frame_equal(_strip(whole), _strip(split), check_exact=False, atol=1e-5)
+    from payoffs.errors import DefdropError
+    with pytest.raises(DefdropError, match="--batch-size 0"):
+        build_payoff_table(refs, attacker_space(["fgsm"]), defender_space([0.0]), cache_dir=tmp_path / "c",
+                           batch_size=0, **kwargs)
+
+
 def test_csv_and_sidecar(refs, table_2x3, tmp_path: Path) -> None:
     import json
 
