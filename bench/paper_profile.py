@@ -132,20 +132,21 @@ def main(argv: list[str] | None = None) -> int:
                "--device", args.device]
         if dataset in data_dirs:
             cmd += ["--data-dir", data_dirs[dataset]]
-        log = open(args.out / f"{dataset}.log", "w")
+        log = open(args.out / f"{dataset}.log", "a")  # a resumed run's segments follow each other
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "160"}
         print(f"{time.strftime('%H:%M:%S')} start {dataset}: {' '.join(cmd[1:])}", flush=True)
-        return subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env), time.perf_counter()
+        return (subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True),
+                time.perf_counter())
 
     def wait(proc: subprocess.Popen) -> int:
         try:
             return proc.wait(timeout=max(1.0, deadline - time.perf_counter()))
         except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGINT)  # the CLI keeps every finished cell and exits 130
+            os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C as a terminal sends it: finished cells kept, exit 130
             try:
                 return proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                os.killpg(proc.pid, signal.SIGKILL)
                 return proc.wait()
 
     summaries = []

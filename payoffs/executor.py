@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
 Job = tuple[Callable[..., dict], Any]
@@ -30,17 +29,26 @@ class InProcessExecutor:
 
 
 def _init_worker(threads: int) -> None:
+    """Torch threads for this worker; Ctrl-C is the parent's to handle (it then terminates the workers)."""
+    import signal
+
     import torch
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)
     os.environ["OMP_NUM_THREADS"] = str(threads)
 
 
-def _call(fn: Callable[..., dict], spec: Any) -> dict:
-    return fn(spec, None)
+def _call(job: tuple[int, Callable[..., dict], Any]) -> tuple[int, dict]:
+    i, fn, spec = job
+    return i, fn(spec, None)
 
 
 class ProcessExecutor:
-    """``jobs`` worker processes (spawned), each with cores // jobs torch threads so cores are not oversubscribed."""
+    """``jobs`` worker processes (spawned), each with cores // jobs torch threads so cores are not oversubscribed.
+
+    On Ctrl-C (or any error, or when the caller stops iterating) the workers are terminated at once: their
+    running jobs are lost, every job already yielded is the caller's (and cached) to keep.
+    """
 
     def __init__(self, jobs: int, cores: int | None = None) -> None:
         self.jobs = max(1, jobs)
@@ -48,19 +56,13 @@ class ProcessExecutor:
         self.threads = max(1, cores // self.jobs)
 
     def run(self, jobs: Sequence[Job]) -> Iterator[tuple[int, dict]]:
-        ctx = mp.get_context("spawn")
-        with ProcessPoolExecutor(self.jobs, mp_context=ctx, initializer=_init_worker,
-                                 initargs=(self.threads,)) as pool:
-            pending: dict[Future, int] = {pool.submit(_call, fn, spec): i for i, (fn, spec) in enumerate(jobs)}
-            try:
-                while pending:
-                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    for fut in done:
-                        yield pending.pop(fut), fut.result()
-            except BaseException:
-                for fut in pending:
-                    fut.cancel()
-                raise
+        pool = mp.get_context("spawn").Pool(self.jobs, initializer=_init_worker, initargs=(self.threads,))
+        try:
+            yield from pool.imap_unordered(_call, [(i, fn, spec) for i, (fn, spec) in enumerate(jobs)])
+            pool.close()
+        finally:
+            pool.terminate()
+            pool.join()
 
 
 def make_executor(jobs: int, progress_for=None) -> Executor:

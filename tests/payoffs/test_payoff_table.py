@@ -152,6 +152,31 @@ def test_csv_and_sidecar(refs, table_2x3, tmp_path: Path) -> None:
     assert settings["n_images"] == 2 and settings["eval_samples"] == 5 and "torch" in settings["versions"]
 
 
+def test_ctrl_c_stops_parallel_workers_at_once_and_keeps_finished_cells(small_checkpoint, tmp_path: Path) -> None:
+    """SIGINT to the parent alone (as a timeout or a job scheduler sends it) while both workers run long C&W
+    cells: the command exits with 130 within seconds instead of waiting for the running cells, keeping the
+    finished ones."""
+    cache = tmp_path / "cache"
+    cmd = [sys.executable, "-m", "cli", "payoff", "--model", str(small_checkpoint), "--attack", "fgsm,cw",
+           "--search-steps", "10", "--iterations", "5000", "--test-dropout", "0,0.5", "--n-images", "2",
+           "--eval-samples", "3", "--cache-dir", str(cache), "--out", str(tmp_path / "p.csv"), "--device", "cpu",
+           "--jobs", "2"]
+    proc = subprocess.Popen(cmd, cwd=Path(__file__).resolve().parents[2], env={**os.environ, "COLUMNS": "200"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(cache.glob("*.json"))) < 3:  # 2 accuracies + the first FGSM cell
+        time.sleep(0.05)
+    time.sleep(1.0)  # both workers are now inside C&W cells (50,000 Adam steps each)
+    sent = time.time()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert time.time() - sent < 15, "the running cells should be abandoned, not waited for"
+    assert "interrupted" in err
+    kept = list(cache.glob("*.json"))
+    assert 3 <= len(kept) < 6 and all(CellCache(cache).get(p.stem) for p in kept)
+
+
 def test_kill_minus_nine_then_resume(small_checkpoint, tmp_path: Path) -> None:
     """A real process killed with SIGKILL mid-run: the rerun finishes only the missing cells."""
     cache = tmp_path / "cache"
