@@ -151,7 +151,8 @@ def _print_accuracy_table(net, meta: dict, rates: list[float], sap: bool, sample
 @app.command()
 @user_errors
 def reproduce(
-    profile: str = typer.Option("quick", "--profile", help="quick (minutes) | paper (the paper's protocol, hours)."),
+    profile: str = typer.Option("quick", "--profile", help="quick (minutes) | paper (the paper's protocol: "
+                                                           "about 15 min on an H100, days on 2 CPU cores)."),
     dataset: str = typer.Option("mnist-5k", "--dataset", help="mnist-5k | fashion-mnist | mnist | cifar10"),
     out: Path = typer.Option(Path("runs/reproduce"), "--out", help="Output directory (report, tables, cache)."),
     jobs: int = typer.Option(1, "--jobs", help="Payoff cells in parallel processes."),
