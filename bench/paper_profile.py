@@ -120,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", action="append", default=[], metavar="DATASET=DIR")
     parser.add_argument("--sequential", action="store_true", help="one dataset after the other")
     args = parser.parse_args(argv)
+    if any("=" not in item for item in args.data_dir):
+        parser.error("--data-dir takes DATASET=DIR, e.g. fashion-mnist=/usr/share/datasets/fashion-mnist")
     data_dirs = dict(item.split("=", 1) for item in args.data_dir)
     datasets = [d for d in args.datasets.split(",") if d]
     args.out.mkdir(parents=True, exist_ok=True)
