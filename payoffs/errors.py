@@ -1,5 +1,8 @@
 """The one exception type users see: a one-line message, no traceback."""
 
 
-class DefdropError(Exception):
-    """Bad input or an unusable file; the message is one line that names the culprit."""
+class DefdropError(ValueError):
+    """Bad input or an unusable file; the message is one line that names the culprit.
+
+    A ``ValueError``, so code that validates input generically catches it too.
+    """
