@@ -41,10 +41,12 @@ def progress_bar() -> Progress:
 
 def cell_line(kind: str, i: int, n: int, record: dict) -> str:
     """One log line per finished job, for logs (a terminal shows the progress bar instead)."""
+    from payoffs.cell import headline
+
     what = record.get("attacker", "") + (" vs " if "attacker" in record else "") + record.get("defender", "")
-    result = (f"ASR {100 * record['asr']:.1f}%" if "asr" in record
-              else f"clean accuracy {100 * record.get('clean_accuracy', float('nan')):.2f}%")
-    model = f" ({record['model_file']})" if "model_file" in record else ""
+    name, value = headline(record)
+    result = f"{name} {100 * value:.1f}%" if name == "ASR" else f"{name} {100 * value:.2f}%"
+    model = f" ({record['model_label']})" if record.get("model_label") else ""
     return f"[{i}/{n}] {kind} {what}{model}: {result} in {record.get('seconds', float('nan')):.1f} s"
 
 
@@ -129,15 +131,13 @@ def accuracy(
 
 def _print_accuracy_table(net, meta: dict, rates: list[float], sap: bool, samples: int, seed: int,
                           data_dir: Optional[Path]) -> None:
+    from gameplay.strategies import defender_space
     from payoffs.data import load_dataset
-    from payoffs.defenses import SAP, TestTimeDropout
     from payoffs.evaluation import defended_accuracy
     from payoffs.models import with_defense
 
-    data = load_dataset(meta.get("dataset", "mnist-5k"), data_dir)
-    defenders = [(("none" if r == 0 else f"dropout[r'={r:g}]"), TestTimeDropout(r)) for r in rates]
-    if sap:
-        defenders.append(("sap[frac=1]", SAP()))
+    data = load_dataset(meta.get("dataset", "mnist-5k"), data_dir or meta.get("data_dir"))
+    defenders = [(d.id, d.module()) for d in defender_space(rates, sap)]
     table = Table(title=f"clean accuracy, {data.name} test split ({len(data.x_test)} images), "
                         f"r={meta.get('train_dropout')}, M={samples}")
     for col in ("defender", "accuracy", "95% interval"):
@@ -201,9 +201,16 @@ def demo(
               device=device)
 
 
-def _list(text: Optional[str], what: str, **bounds) -> Optional[list[float]]:
-    from payoffs.parsing import parse_floats
-    return None if text is None else parse_floats(text, what, **bounds)
+def _split(text: str) -> list[str]:
+    """``"0, 10"`` -> ``["0", "10"]`` (values are checked later, against their declarations)."""
+    return [part.strip() for part in str(text).split(",") if part.strip()]
+
+
+def _name_value(item: str, option: str) -> tuple[str, str]:
+    name, sep, value = item.partition("=")
+    if not sep or not name.strip() or not value.strip():
+        raise DefdropError(f"{option} {item!r} must be NAME=VALUE[,VALUE...]")
+    return name.strip(), value.strip()
 
 
 @app.command()
@@ -225,6 +232,8 @@ def payoff(
     test_dropout: str = typer.Option("0,0.1,0.3,0.5,0.7,0.9", "--test-dropout", help="Test dropout rates r'."),
     sap: bool = typer.Option(False, "--sap", help="Add SAP (one draw per unit) as a defender strategy."),
     sap_draws: Optional[str] = typer.Option(None, "--sap-draws", help="SAP with fixed numbers of draws."),
+    param: Optional[list[str]] = typer.Option(None, "--param", help="Any declared attack parameter as NAME=V1,V2 "
+                                                                     "(repeatable), e.g. --param abort_early=false."),
     strategies: Optional[Path] = typer.Option(None, "--strategies", help="TOML file with both spaces "
                                                                            "(replaces the options above)."),
     n_images: int = typer.Option(100, "--n-images", help="N correctly classified test images (x 9 targets)."),
@@ -248,12 +257,14 @@ def payoff(
     if strategies is not None:
         attackers, defenders = spaces_from_toml(strategies)
     else:
-        params = {"kappa": _list(kappa, "--kappa"), "initial_c": _list(c, "--c"),
-                  "search_steps": _list(search_steps, "--search-steps"), "iterations": _list(iterations, "--iterations"),
-                  "learning_rate": _list(learning_rate, "--learning-rate"), "eps": _list(eps, "--eps"),
-                  "steps": _list(steps, "--steps"), "theta": _list(theta, "--theta"), "gamma": _list(gamma, "--gamma")}
+        flags = {"kappa": kappa, "initial_c": c, "search_steps": search_steps, "iterations": iterations,
+                 "learning_rate": learning_rate, "eps": eps, "steps": steps, "theta": theta, "gamma": gamma}
+        params = {name: _split(text) for name, text in flags.items() if text is not None}
+        for item in param or []:
+            name, value = _name_value(item, "--param")
+            params.setdefault(name, []).extend(_split(value))
         attackers = attacker_space([a.strip() for a in attack.split(",") if a.strip()], params,
-                                   parse_ints(eot, "--eot", low=1), [t.strip() for t in success_test.split(",")])
+                                   _split(eot), _split(success_test), text=True)
         defenders = defender_space(parse_floats(test_dropout, "--test-dropout", low=0.0, high=1.0), sap,
                                    parse_ints(sap_draws, "--sap-draws", low=1) if sap_draws else [])
     dev = str(_device(device))

@@ -92,9 +92,9 @@ def build_defenders(rates: Sequence[float], sap: bool = False, sap_fraction: flo
     ``dropout[r'=0.5]``, ``sap[frac=1]``."""
     from payoffs.strategy import DefenderStrategy
 
-    strategies = [DefenderStrategy("dropout", float(r)) for r in rates]
+    strategies = [DefenderStrategy.dropout(float(r)) for r in rates]
     if sap:
-        strategies.append(DefenderStrategy("sap", sap_fraction=sap_fraction))
+        strategies.append(DefenderStrategy.of("sap", fraction=sap_fraction))
     return [(d.id, d.module()) for d in strategies]
 
 
@@ -117,41 +117,31 @@ def select_inputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, images: in
 
 
 # --------------------------------------------------------------------------- sampling
-def _fork_rng(device: torch.device):
-    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
-
-
-def _passes(n: int, samples: int, batch_size: int):
-    """Row ranges ``[start, stop)`` of the (n * samples)-row batch, split at input boundaries."""
-    if samples <= batch_size:
-        per = batch_size // samples
-        for i in range(0, n, per):
-            yield i * samples, min(n, i + per) * samples
-    else:
-        for i in range(n):
-            for s in range(0, samples, batch_size):
-                yield i * samples + s, i * samples + min(samples, s + batch_size)
-
-
 def sample_gradients(model: nn.Module, x: torch.Tensor, target: torch.Tensor, samples: int = 50,
-                     kappa: float = 0.0, batch_size: int = 1000) -> torch.Tensor:
+                     kappa: float = 0.0, batch_size: int = 1000, seed: int | None = None) -> torch.Tensor:
     """``grad_x f(x_n; m_s)`` for every input n and defender sample s, shape ``(N, S, *x.shape[1:])`` on CPU.
 
-    ``f`` is :func:`payoffs.attacks.objectives.cw_f`. Row ``n * S + s`` of the repeated batch is input n with
-    its own defender sample. A pass holds at most ``batch_size`` rows and whole inputs (all S samples of an
-    input in one pass, unless S > batch_size), because kernels may round differently for other batch sizes and
-    a deterministic defender must give bitwise-identical samples. Uses the global torch RNG (seed it outside).
+    ``f`` is :func:`payoffs.attacks.objectives.cw_f`. Sample s of input n is keyed by (``seed``, input n, s)
+    (:mod:`payoffs.noise`), so the gradients do not depend on ``batch_size`` (rows per pass, whole inputs per
+    pass); without a seed the global RNG draws. A deterministic defender gives S identical gradients, computed once.
     """
+    from payoffs import noise
+    from payoffs.sampling import is_random, sample_input_gradients
+
     device = next(model.parameters()).device
-    n, rows = len(x), len(x) * samples
-    out = torch.empty((rows, *x.shape[1:]), dtype=torch.float32)
-    for start, stop in _passes(n, samples, batch_size):
-        which = torch.arange(start, stop) // samples
-        xb = x[which].to(device=device, dtype=torch.float32).detach().requires_grad_(True)
-        f = cw_f(model(xb), target[which].to(device), kappa)
-        (grad,) = torch.autograd.grad(f.sum(), xb)
-        out[start:start + len(which)] = grad.detach().cpu()
-    return out.view(n, samples, *x.shape[1:])
+    n = len(x)
+    out = torch.empty((n, samples, *x.shape[1:]), dtype=torch.float32)
+    k = samples if is_random(model) else 1
+    per = max(1, batch_size // k)
+    for i in range(0, n, per):
+        xb = x[i:i + per].to(device=device, dtype=torch.float32)
+        tb = target[i:i + per].to(device)
+        keys = None if seed is None else noise.row_keys(seed, torch.arange(i, i + len(xb), device=device),
+                                                        noise.GRADIENTS)
+        grads = sample_input_gradients(model, xb, k, keys,
+                                       lambda logits: cw_f(logits, tb.repeat(k), kappa))  # (k, B, ...)
+        out[i:i + len(xb)] = grads.transpose(0, 1).detach().cpu().expand(len(xb), samples, *x.shape[1:])
+    return out
 
 
 def choose_dims(reference: np.ndarray, dims: int, how: str = "magnitude",
@@ -321,6 +311,7 @@ def run_gradvar(model: nn.Module, x: torch.Tensor, target: torch.Tensor, defende
 
     reference = sample_gradients(with_defense(model, nn.Identity()), x, target, 1, kappa, batch_size)
     reference = reference.reshape(n, size).numpy()
+    from payoffs.defenses import is_deterministic
     dim_rng = np.random.default_rng(seed)
     chosen = np.stack([choose_dims(reference[i], dims, dim_selection, dim_rng) for i in range(n)])
 
@@ -328,14 +319,13 @@ def run_gradvar(model: nn.Module, x: torch.Tensor, target: torch.Tensor, defende
     rows: list[dict] = []
     for k, (label, defense) in enumerate(defenders):
         kind, rate = describe_defense(defense)
-        if kind == "none" and not model.training:
-            # Deterministic: every sample is the undefended gradient. Drawing S of them in a batch would only add
-            # float32 rounding that depends on how threads split the batch (~1e-7 relative), not defender noise.
+        if is_deterministic(defense) and not model.training:
+            # Deterministic: every sample is the undefended gradient (computed once, not S times).
             grads = np.repeat(reference[:, None, :], samples, axis=1).astype(np.float64)
         else:
-            with _fork_rng(device):
-                torch.manual_seed(int(np.random.SeedSequence([seed, k]).generate_state(1)[0]))
-                grads = sample_gradients(with_defense(model, defense), x, target, samples, kappa, batch_size)
+            defender_seed = int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
+            grads = sample_gradients(with_defense(model, defense), x, target, samples, kappa, batch_size,
+                                     seed=defender_seed)
             grads = grads.reshape(n, samples, size).double().numpy()
         for i in range(n):
             values[i, k] = grads[i][:, chosen[i]]

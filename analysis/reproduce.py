@@ -107,7 +107,7 @@ def adaptive_attacker(attack: str, profile: Profile) -> AttackerStrategy:
 
 
 def defenders(profile: Profile) -> list[DefenderStrategy]:
-    return [DefenderStrategy("dropout", r) for r in profile.test_rates] + [DefenderStrategy("sap")]
+    return [DefenderStrategy.dropout(r) for r in profile.test_rates] + [DefenderStrategy("sap")]
 
 
 @dataclass

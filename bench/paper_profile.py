@@ -56,8 +56,8 @@ def finished_cells(cache_dir: Path) -> list[dict]:
 def summarize(dataset: str, out: Path, profile_name: str, wall: float, returncode: int | None, jobs: int) -> dict:
     """Measured stage and cell times; the unfinished rest extrapolated per attacker id (marked as such)."""
     records = finished_cells(out / "cache")
-    cells = [r for r in records if "asr" in r]
-    accuracy = [r for r in records if "clean_accuracy" in r]
+    cells = [r for r in records if isinstance(r, dict) and r.get("kind") == "cell"]
+    accuracy = [r for r in records if isinstance(r, dict) and r.get("kind") == "accuracy"]
     by_attacker: dict[str, list[float]] = defaultdict(list)
     for r in cells:
         by_attacker[r.get("attacker", "?")].append(float(r["seconds"]))

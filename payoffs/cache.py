@@ -3,15 +3,27 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, Callable
 
 from payoffs.checkpoint import atomic_write_bytes
+from payoffs.errors import DefdropError
 
 
 class CellCache:
-    """``<root>/<key>.json``; a file is either absent or complete, so a kill -9 loses at most running cells."""
+    """``<root>/<key>.json``; a file is either absent or complete, so a kill -9 loses at most running cells.
 
-    def __init__(self, root: str | Path) -> None:
+    ``get`` returns a record only if it passes ``valid(record, key)``: an unreadable file, JSON of the wrong shape
+    (``{}``, ``[]``, an old protocol's record) or a record for another key is treated as missing and recomputed.
+    """
+
+    def __init__(self, root: str | Path, valid: Callable[[Any, str], bool] | None = None) -> None:
         self.root = Path(root)
+        if valid is None:
+            from payoffs.cell import valid_record
+            valid = valid_record
+        self.valid = valid
+        if self.root.exists() and not self.root.is_dir():
+            raise DefdropError(f"cache directory {self.root} is a file")
 
     def path(self, key: str) -> Path:
         return self.root / f"{key}.json"
@@ -21,10 +33,10 @@ class CellCache:
         if not path.is_file():
             return None
         try:
-            return json.loads(path.read_text())
-        except (json.JSONDecodeError, OSError):
+            record = json.loads(path.read_bytes())
+        except (ValueError, OSError, RecursionError):
             return None  # unreadable: recompute rather than trust it
+        return record if self.valid(record, key) else None
 
     def put(self, key: str, record: dict) -> None:
         atomic_write_bytes(self.path(key), json.dumps(record, sort_keys=True).encode())
-

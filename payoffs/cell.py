@@ -1,165 +1,277 @@
 """One payoff cell: an attacker strategy against a defender strategy on one model (the unit of work).
 
 Protocol (the paper's): the first N test images the undefended model classifies correctly, each attacked
-towards all 9 other classes (N = 100 gives 900 attacks on MNIST). The attacker attacks the *defended* model
+towards all other classes (N = 100 gives 900 attacks on MNIST). The attacker attacks the *defended* model
 (fresh defender samples per gradient). Success is then measured on the model as deployed: each adversarial
 example is classified under M fresh defender samples; per attack i, ``s_i`` = fraction of the M samples that
 say the target.
 
-* ``asr`` = mean_i s_i, with a 95% bootstrap interval over attacks (``asr_low``, ``asr_high``, ``asr_std_error``)
-* ``asr_majority`` = fraction of attacks with s_i > 1/2
-* ``asr_believed`` = fraction the attacker itself judged successful while searching (its success test)
-* ``l2_mean`` / ``l2_median`` (and ``l0_mean``, ``linf_mean``) over the majority-successful attacks
+A cell *records observations*, one entry per attack (its image, target, ``s_i``, whether the attacker believed
+it succeeded, its distortions and iterations), plus what it cost (``forwards``/``backwards``/``trunk_forwards``,
+seconds); :func:`summarize_cell` turns a record into the table's numbers, so a better estimator never needs a
+recomputation. Every random draw is keyed by (the cell's seed, the attack's id, the step), so the record does
+not depend on the batch size, ``--jobs`` or the device split.
 
-Everything a cell needs is in its :class:`CellSpec` (plain data, picklable, hashable to a cache key), so cells
-run in any process or on any machine that can read the checkpoint.
+Everything a cell needs is in its :class:`CellSpec` (plain data, picklable, hashable to a cache key: the protocol
+version, the model's identity and slot, the data, both strategies with every parameter resolved, N, M, the seed).
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
+from payoffs import noise
 from payoffs.errors import DefdropError
-from payoffs.evaluation import sampled_correct
-from payoffs.stats import bootstrap_rate
+from payoffs.sampling import counting
+from payoffs.sources import DataSource, ModelSource, TestSplit
+from payoffs.stats import cluster_bootstrap_rate
 from payoffs.strategy import AttackerStrategy, DefenderStrategy
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
+"""Bumped whenever what a cell computes changes (v2: keyed per-example randomness, resolved parameters)."""
 ProgressFn = Callable[[int, int], None]
+
+
+def _digest(blob: dict) -> str:
+    return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
 class CellSpec:
-    """Everything that determines one cell's result."""
+    """Everything that determines one cell's result (``device`` and ``batch_size`` only change its speed)."""
 
-    model_path: str
-    model_hash: str
+    model: ModelSource
+    data: DataSource
     attacker: AttackerStrategy
     defender: DefenderStrategy
     n_images: int
     eval_samples: int
     seed: int
+    slot: str | None = None
     device: str = "cpu"
     batch_size: int = 900
 
+    def key_fields(self) -> dict:
+        return {"v": PROTOCOL_VERSION, "kind": "cell", "model": self.model.identity, "slot": self.slot,
+                "data": self.data.identity, "attacker": self.attacker.to_dict(), "defender": self.defender.to_dict(),
+                "n": self.n_images, "m": self.eval_samples, "seed": self.seed}
+
     def key(self) -> str:
-        """SHA-256 over the weights' hash, both strategies, N, M, the seed and the protocol version."""
-        blob = json.dumps({"v": PROTOCOL_VERSION, "model": self.model_hash, "attacker": self.attacker.to_dict(),
-                           "defender": self.defender.to_dict(), "n": self.n_images, "m": self.eval_samples,
-                           "seed": self.seed}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:24]
+        """SHA-256 (24 hex digits) over :meth:`key_fields`."""
+        return _digest(self.key_fields())[:24]
 
     def cell_seed(self) -> int:
-        """A per-cell seed derived from the key, so a cell's randomness does not depend on run order."""
-        return int(self.key()[:8], 16) ^ self.seed
-
-
-def attack_inputs(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, n_images: int,
-                  num_classes: int = 10) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The first ``n_images`` test images the undefended model gets right, each x all other classes.
-
-    Returns (inputs, targets, labels, image index), image-major: rows 9i..9i+8 attack image i.
-    """
-    from payoffs.evaluation import first_correct
-
-    idx = first_correct(model, x, y, n_images)
-    if len(idx) < n_images:
-        raise DefdropError(f"--n-images {n_images}: only {len(idx)} of {len(x)} test images are classified correctly")
-    labels = y[idx]
-    others = torch.stack([torch.tensor([c for c in range(num_classes) if c != int(lbl)]) for lbl in labels])
-    image_index = idx.repeat_interleave(num_classes - 1)
-    return x[image_index], others.flatten(), labels.repeat_interleave(num_classes - 1), image_index
-
-
-@lru_cache(maxsize=2)
-def _dataset(name: str, data_dir: str | None):
-    """Datasets are read once per process, not once per cell."""
-    from payoffs.data import load_dataset
-    return load_dataset(name, data_dir)
-
-
-def _nan_stat(values: np.ndarray, fn) -> float:
-    return float(fn(values)) if values.size else float("nan")
-
-
-def run_cell(spec: CellSpec, progress: ProgressFn | None = None) -> dict:
-    """Run one cell; returns a JSON-serializable dict (table fields plus per-attack success fractions)."""
-    from payoffs.attacks import make_attack
-    from payoffs.checkpoint import load_checkpoint
-    from payoffs.models import with_defense
-
-    start = time.perf_counter()
-    device = torch.device(spec.device)
-    model, meta = load_checkpoint(spec.model_path, device)
-    data = _dataset(meta.get("dataset", "mnist-5k"), meta.get("data_dir"))
-    inputs, targets, _, _ = attack_inputs(model, data.x_test, data.y_test, spec.n_images, data.num_classes)
-    defended = with_defense(model, spec.defender.module())
-    seed = spec.cell_seed()
-    per_batch = max(1, spec.batch_size // spec.attacker.eot)
-    attack = make_attack(spec.attacker.attack, eot=spec.attacker.eot, success_test=spec.attacker.success_test,
-                         seed=seed, batch_size=per_batch, **dict(spec.attacker.params))
-    result = attack(defended, inputs.to(device), targets.to(device))
-    if progress is not None:
-        progress(1, 2)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed + 1)
-        s = sampled_correct(defended, result.x_adv, targets, spec.eval_samples)  # target wins
-    if progress is not None:
-        progress(2, 2)
-    est = bootstrap_rate(s, spec.eval_samples, seed=seed)
-    won = s > 0.5
-    l2 = result.l2.detach().cpu().numpy()[won]
-    return {
-        "key": spec.key(), "model_file": Path(spec.model_path).name,
-        "attacker": spec.attacker.id, "defender": spec.defender.id, "n_attacks": int(len(s)), "n_images": int(spec.n_images),
-        "n_samples": int(spec.eval_samples), "asr": est.mean, "asr_low": est.low, "asr_high": est.high,
-        "asr_std_error": est.std_error, "asr_majority": float(won.mean()) if len(s) else float("nan"),
-        "asr_believed": float(result.success.float().mean()),
-        "l2_mean": _nan_stat(l2, np.mean), "l2_median": _nan_stat(l2, np.median),
-        "l0_mean": _nan_stat(result.l0.detach().cpu().numpy()[won], np.mean),
-        "linf_mean": _nan_stat(result.linf.detach().cpu().numpy()[won], np.mean),
-        "iterations_mean": float(result.iterations.float().mean()),
-        "seconds": time.perf_counter() - start, "per_attack_success": [round(float(v), 6) for v in s],
-    }
+        """The cell's own seed, derived from its key, so a cell's randomness does not depend on run order."""
+        return int(self.key()[:8], 16) ^ (self.seed & 0xFFFFFFFF)
 
 
 @dataclass(frozen=True)
 class AccuracySpec:
     """Clean accuracy of one defender strategy on one model: once per defender, not once per attacker."""
 
-    model_path: str
-    model_hash: str
+    model: ModelSource
+    data: DataSource
     defender: DefenderStrategy
     eval_samples: int
     seed: int
+    slot: str | None = None
     device: str = "cpu"
 
+    def key_fields(self) -> dict:
+        return {"v": PROTOCOL_VERSION, "kind": "accuracy", "model": self.model.identity, "slot": self.slot,
+                "data": self.data.identity, "defender": self.defender.to_dict(), "m": self.eval_samples,
+                "seed": self.seed}
+
     def key(self) -> str:
-        blob = json.dumps({"v": PROTOCOL_VERSION, "model": self.model_hash, "defender": self.defender.to_dict(),
-                           "m": self.eval_samples, "seed": self.seed, "what": "clean-accuracy"}, sort_keys=True)
-        return "acc-" + hashlib.sha256(blob.encode()).hexdigest()[:20]
+        return "acc-" + _digest(self.key_fields())[:20]
+
+    def cell_seed(self) -> int:
+        return int(self.key()[4:12], 16) ^ (self.seed & 0xFFFFFFFF)
 
 
-def run_accuracy(spec: AccuracySpec, progress: ProgressFn | None = None) -> dict:
-    """Clean accuracy on the whole test split, averaged over M defender samples, with its interval."""
-    from payoffs.checkpoint import load_checkpoint
-    from payoffs.evaluation import defended_accuracy
-    from payoffs.models import with_defense
+def attack_inputs(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, n_images: int,
+                  num_classes: int = 10) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The first ``n_images`` test images the undefended model gets right, each x all other classes.
+
+    Returns (inputs, targets, labels, image index), image-major: rows (K-1)i..(K-1)i+K-2 attack image i.
+    """
+    from payoffs.evaluation import first_correct
+
+    idx = first_correct(model, x, y, n_images)
+    if len(idx) < n_images:
+        raise DefdropError(f"{n_images} images requested but only {len(idx)} of {len(x)} test images are "
+                           "classified correctly by the undefended model")
+    labels = y[idx]
+    others = torch.stack([torch.tensor([c for c in range(num_classes) if c != int(lbl)]) for lbl in labels])
+    image_index = idx.repeat_interleave(num_classes - 1)
+    return x[image_index], others.flatten(), labels.repeat_interleave(num_classes - 1), image_index
+
+
+def _resources(spec: CellSpec | AccuracySpec, model: torch.nn.Module | None,
+               data: TestSplit | None) -> tuple[torch.nn.Module, TestSplit]:
+    if model is None:
+        model = spec.model.load(spec.device)
+    if data is None:
+        data = spec.data.load_test()
+    return model, data
+
+
+def defended(spec: CellSpec | AccuracySpec, model: torch.nn.Module) -> torch.nn.Module:
+    from payoffs.slots import with_defense
+    return with_defense(model, spec.defender.module(), spec.slot or spec.model.default_slot)
+
+
+def run_cell(spec: CellSpec, progress: ProgressFn | None = None, *, model: torch.nn.Module | None = None,
+             data: TestSplit | None = None) -> dict:
+    """Run one cell; returns its JSON-serializable record (see the module docstring and :func:`summarize_cell`).
+
+    ``model``/``data``: already loaded resources (an executor's cache); by default loaded from the spec.
+    """
+    from payoffs.attacks import make_attack
+    from payoffs.evaluation import sampled_correct
 
     start = time.perf_counter()
-    model, meta = load_checkpoint(spec.model_path, torch.device(spec.device))
-    data = _dataset(meta.get("dataset", "mnist-5k"), meta.get("data_dir"))
-    seed = int(spec.key()[4:12], 16) ^ spec.seed
-    est = defended_accuracy(with_defense(model, spec.defender.module()), data.x_test, data.y_test,
-                            spec.eval_samples, seed, progress=progress)
-    return {"key": spec.key(), "model_file": Path(spec.model_path).name, "defender": spec.defender.id, "clean_accuracy": est.mean, "clean_accuracy_low": est.low,
-            "clean_accuracy_high": est.high, "n_test": int(len(data.x_test)), "seconds": time.perf_counter() - start}
+    model, data = _resources(spec, model, data)
+    device = next(model.parameters()).device
+    inputs, targets, _, image = attack_inputs(model, data.x, data.y, spec.n_images, data.num_classes)
+    net = defended(spec, model)
+    seed = spec.cell_seed()
+    attack = make_attack(spec.attacker.attack, **spec.attacker.attack_kwargs(), seed=seed,
+                         batch_size=spec.batch_size)
+    ids = torch.arange(len(inputs))
+    with counting() as cost:
+        result = attack(net, inputs.to(device), targets.to(device), ids)
+        if progress is not None:
+            progress(1, 2)
+        s = sampled_correct(net, result.x_adv, targets, spec.eval_samples, seed=seed, ids=ids, purpose=noise.EVAL)
+    if progress is not None:
+        progress(2, 2)
 
+    def floats(t: torch.Tensor) -> list[float]:
+        return [round(float(v), 6) for v in t.detach().cpu().tolist()]
+
+    return {
+        "kind": "cell", "key": spec.key(), "protocol": PROTOCOL_VERSION, "model": spec.model.identity,
+        "model_label": spec.model.description.label, "data": spec.data.identity, "slot": spec.slot,
+        "attacker": spec.attacker.id, "defender": spec.defender.id, "n_images": int(spec.n_images),
+        "n_attacks": int(len(s)), "n_samples": int(spec.eval_samples),
+        "image": [int(v) for v in image.tolist()], "target": [int(v) for v in targets.tolist()],
+        "success": [round(float(v), 6) for v in s], "believed": [bool(v) for v in result.success.tolist()],
+        "l2": floats(result.l2), "l0": floats(result.l0), "linf": floats(result.linf),
+        "iterations": [int(v) for v in result.iterations.tolist()],
+        **cost.to_dict(), "seconds": time.perf_counter() - start, "device": str(device),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def run_accuracy(spec: AccuracySpec, progress: ProgressFn | None = None, *, model: torch.nn.Module | None = None,
+                 data: TestSplit | None = None) -> dict:
+    """Clean accuracy on the whole test split, M defender samples per image: the per-image record."""
+    from payoffs.evaluation import sampled_correct
+
+    start = time.perf_counter()
+    model, data = _resources(spec, model, data)
+    with counting() as cost:
+        correct = sampled_correct(defended(spec, model), data.x, data.y, spec.eval_samples,
+                                  seed=spec.cell_seed(), purpose=noise.ACCURACY, progress=progress)
+    return {"kind": "accuracy", "key": spec.key(), "protocol": PROTOCOL_VERSION, "model": spec.model.identity,
+            "model_label": spec.model.description.label, "data": spec.data.identity, "slot": spec.slot,
+            "defender": spec.defender.id, "n_samples": int(spec.eval_samples), "n_test": int(len(correct)),
+            "correct": [round(float(v), 6) for v in correct], **cost.to_dict(),
+            "seconds": time.perf_counter() - start}
+
+
+# ---------------------------------------------------------------------------------------------- summaries
+def _nan_stat(values: np.ndarray, fn) -> float:
+    return float(fn(values)) if values.size else float("nan")
+
+
+MAJORITY = 0.5
+"""An attack is majority-successful when its target wins in more than this share of the M samples."""
+
+
+def summarize_cell(record: dict, seed: int = 0) -> dict[str, Any]:
+    """The table's numbers from a cell record: ASR with its image-clustered interval, majority and believed
+    success, distortions (of majority-successful examples, and over all attacks), iterations and costs."""
+    s = np.asarray(record["success"], dtype=np.float64)
+    est = cluster_bootstrap_rate(s, np.asarray(record["image"]), record["n_samples"], seed=seed)
+    won = s > MAJORITY
+    l2 = np.asarray(record["l2"], dtype=np.float64)
+    return {
+        "n_images": record["n_images"], "n_attacks": record["n_attacks"], "n_samples": record["n_samples"],
+        "asr": est.mean, "asr_low": est.low, "asr_high": est.high, "asr_std_error": est.std_error,
+        "asr_interval": est.method, "asr_majority": float(won.mean()) if s.size else math.nan,
+        "asr_believed": float(np.mean(record["believed"])) if s.size else math.nan,
+        "l2_mean": _nan_stat(l2[won], np.mean), "l2_median": _nan_stat(l2[won], np.median),
+        "l2_all_mean": _nan_stat(l2, np.mean),
+        "l0_mean": _nan_stat(np.asarray(record["l0"], dtype=np.float64)[won], np.mean),
+        "linf_mean": _nan_stat(np.asarray(record["linf"], dtype=np.float64)[won], np.mean),
+        "iterations_mean": _nan_stat(np.asarray(record["iterations"], dtype=np.float64), np.mean),
+        "forwards": record["forwards"], "backwards": record["backwards"],
+        "trunk_forwards": record["trunk_forwards"], "seconds": record["seconds"], "key": record["key"],
+    }
+
+
+def headline(record: dict) -> tuple[str, float]:
+    """What a progress line shows for a finished record: ``("ASR", mean s_i)`` or ``("clean accuracy", ...)``."""
+    if record.get("kind") == "accuracy":
+        return "clean accuracy", float(np.mean(record["correct"]))
+    return "ASR", float(np.mean(record["success"])) if record.get("success") else math.nan
+
+
+def per_image_asr(record: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(image index, ASR of that image over its attacks and M samples), images in attack order."""
+    image = np.asarray(record["image"])
+    s = np.asarray(record["success"], dtype=np.float64)
+    order, index = np.unique(image, return_index=True)
+    images = image[np.sort(index)]
+    return images, np.array([s[image == i].mean() for i in images])
+
+
+def summarize_accuracy(record: dict, seed: int = 0) -> dict[str, Any]:
+    correct = np.asarray(record["correct"], dtype=np.float64)
+    est = cluster_bootstrap_rate(correct, None, record["n_samples"], seed=seed)
+    return {"clean_accuracy": est.mean, "clean_accuracy_low": est.low, "clean_accuracy_high": est.high,
+            "clean_accuracy_std_error": est.std_error, "accuracy_key": record["key"]}
+
+
+# ---------------------------------------------------------------------------------------------- record checks
+_CELL_LISTS = ("image", "target", "success", "believed", "l2", "l0", "linf", "iterations")
+
+
+def valid_record(record: Any, key: str) -> bool:
+    """True when ``record`` has the shape this version writes for ``key`` (anything else is recomputed)."""
+    try:
+        if not isinstance(record, dict) or record.get("key") != key or record.get("protocol") != PROTOCOL_VERSION:
+            return False
+        for name in ("forwards", "backwards", "trunk_forwards"):
+            if not isinstance(record.get(name), int) or record[name] < 0:
+                return False
+        if not isinstance(record.get("seconds"), (int, float)):
+            return False
+        if record.get("kind") == "cell":
+            n = record["n_attacks"]
+            if not isinstance(n, int) or not isinstance(record.get("n_samples"), int) or record["n_samples"] < 1:
+                return False
+            for name in _CELL_LISTS:
+                values = record.get(name)
+                if not isinstance(values, list) or len(values) != n:
+                    return False
+            s = np.asarray(record["success"], dtype=np.float64)
+            l2 = np.asarray(record["l2"], dtype=np.float64)
+            return bool(np.all((s >= 0) & (s <= 1)) and np.all(np.isfinite(l2)) and np.all(l2 >= 0)
+                        and all(isinstance(b, bool) for b in record["believed"]))
+        if record.get("kind") == "accuracy":
+            c = np.asarray(record.get("correct"), dtype=np.float64)
+            return (c.ndim == 1 and c.size == record.get("n_test") and c.size > 0
+                    and isinstance(record.get("n_samples"), int) and bool(np.all((c >= 0) & (c <= 1))))
+    except (TypeError, ValueError, KeyError):
+        return False
+    return False

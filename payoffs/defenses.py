@@ -1,7 +1,10 @@
 """Randomized test-time defenses, each an ``nn.Module`` that sits in a model's defense slot.
 
 Both are active in train *and* eval mode: a deployed defense does not switch off with ``model.eval()``.
-Every forward call draws fresh randomness, independently per example.
+Every forward call draws fresh randomness, independently per example, through :func:`payoffs.noise.uniform`: keyed
+per example when a sampler sets keys (so results do not depend on batching), the global RNG otherwise.
+Their parameters are declared in :mod:`payoffs.registry` (``DEFENSES``); ``deterministic`` says whether a module
+draws no randomness at all (then k samples of it are one).
 """
 from __future__ import annotations
 
@@ -10,7 +13,13 @@ import math
 import torch
 from torch import nn
 
-from payoffs.errors import DefdropError
+from payoffs import noise
+from payoffs.registry import DEFENSES
+
+
+def _declared(name: str, **params) -> dict:
+    """The constructor's arguments checked against the defense's declaration in :mod:`payoffs.registry`."""
+    return DEFENSES[name].resolve(params)
 
 
 class TestTimeDropout(nn.Module):
@@ -24,15 +33,16 @@ class TestTimeDropout(nn.Module):
 
     def __init__(self, rate: float) -> None:
         super().__init__()
-        rate = float(rate)
-        if not 0.0 <= rate < 1.0 or math.isnan(rate):
-            raise DefdropError(f"test dropout rate {rate} must be in [0, 1)")
-        self.rate = rate
+        self.rate = _declared("dropout", rate=rate)["rate"]
+
+    @property
+    def deterministic(self) -> bool:
+        return self.rate == 0.0
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         if self.rate == 0.0:
             return h
-        keep = torch.rand_like(h) >= self.rate
+        keep = noise.uniform(h.shape, h.device, h.dtype) >= self.rate
         return h * keep / (1.0 - self.rate)
 
     def extra_repr(self) -> str:
@@ -45,17 +55,16 @@ class SAP(nn.Module):
     Per example, ``p_j = |h_j| / sum_k |h_k|``; draw ``r_p`` unit indices with replacement from p; units
     never drawn are set to 0 and kept units are scaled by ``1 / q_j`` with ``q_j = 1 - (1 - p_j)^r_p``,
     so ``E[SAP(h)] = h``. ``draws`` fixes ``r_p``; otherwise ``r_p = ceil(fraction * units)``
-    (Dhillon et al.'s default is as many draws as units, ``fraction = 1``).
+    (Dhillon et al.'s default is as many draws as units, ``fraction = 1``). The draws are by inverse CDF:
+    ``r_p`` uniforms per example located in the cumulative sum of p.
     """
+
+    deterministic = False
 
     def __init__(self, draws: int | None = None, fraction: float = 1.0) -> None:
         super().__init__()
-        if draws is not None and (int(draws) != draws or draws < 1):
-            raise DefdropError(f"SAP draws {draws} must be a positive integer")
-        if draws is None and not (fraction > 0 and math.isfinite(fraction)):
-            raise DefdropError(f"SAP fraction {fraction} must be a positive number")
-        self.draws = None if draws is None else int(draws)
-        self.fraction = float(fraction)
+        params = _declared("sap", draws=draws, fraction=fraction)
+        self.draws, self.fraction = params["draws"], params["fraction"]
 
     def num_draws(self, units: int) -> int:
         return self.draws if self.draws is not None else max(1, math.ceil(self.fraction * units))
@@ -72,13 +81,12 @@ class SAP(nn.Module):
         total = mag.sum(dim=1, keepdim=True)
         alive = total.squeeze(1) > 0
         r_p = self.num_draws(flat.shape[1])
+        cdf = mag.to(torch.float64).cumsum(dim=1)
+        u = noise.uniform((flat.shape[0], r_p), h.device, torch.float64) * cdf[:, -1:]
+        idx = torch.searchsorted(cdf, u, right=True).clamp_max_(flat.shape[1] - 1)
         keep = torch.zeros_like(flat, dtype=torch.bool)
-        if alive.any():
-            p = mag[alive] / total[alive]
-            idx = torch.multinomial(p, r_p, replacement=True)
-            rows = keep[alive]
-            rows.scatter_(1, idx, True)
-            keep[alive] = rows
+        keep.scatter_(1, idx, True)
+        keep &= alive[:, None]
         q = self.keep_probabilities(h.detach()).reshape_as(flat)
         scale = torch.where(keep, 1.0 / q.clamp_min(torch.finfo(h.dtype).tiny), torch.zeros_like(q))
         return (flat * scale).reshape(h.shape)
@@ -87,12 +95,12 @@ class SAP(nn.Module):
         return f"draws={self.draws}" if self.draws is not None else f"fraction={self.fraction}"
 
 
-def make_defense(kind: str, rate: float = 0.0, draws: int | None = None, fraction: float = 1.0) -> nn.Module:
-    """Build a defender's module by name: ``none``, ``dropout`` (rate r') or ``sap`` (draws / fraction)."""
-    if kind == "none":
-        return nn.Identity()
-    if kind == "dropout":
-        return TestTimeDropout(rate)
-    if kind == "sap":
-        return SAP(draws=draws, fraction=fraction)
-    raise DefdropError(f"unknown defense {kind!r}; choose none, dropout or sap")
+def make_defense(kind: str, **params) -> nn.Module:
+    """A defender's module by its registered name (``none``, ``dropout``, ``sap``, ...) and declared parameters."""
+    entry = DEFENSES[kind]
+    return entry.load()(**entry.resolve(params))
+
+
+def is_deterministic(module: nn.Module) -> bool:
+    """True when the module draws no randomness (``nn.Identity``, dropout at rate 0, ``deterministic = True``)."""
+    return isinstance(module, nn.Identity) or bool(getattr(module, "deterministic", False))

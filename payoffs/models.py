@@ -16,17 +16,16 @@ output (logits)    10                      10
 
 Convolutions are unpadded, as in Carlini & Wagner's reference models. Training dropout (rate r, inverted:
 kept units scaled by 1/(1-r)) follows the chosen FC layer (FC1 by default, as in the paper) and is active
-in train mode only. The defense slot sits right after it and is active in every mode; swap it with
-:func:`with_defense` to get the same weights under another defender strategy.
+in train mode only. The defense slot is right after it (``defense_slot = "dropout"``, the output of the
+training-dropout layer): :func:`with_defense` gives the same weights under any defender strategy.
 """
 from __future__ import annotations
-
-import copy
 
 import torch
 from torch import nn
 
 from payoffs.errors import DefdropError
+from payoffs.slots import DefendedModel, with_defense
 
 ARCHITECTURES = {
     "mnist": {"in_channels": 1, "side": 28, "conv": (32, 32, 64, 64), "fc": 200},
@@ -44,7 +43,9 @@ def architecture_for(input_shape: tuple[int, ...]) -> str:
 
 
 class PaperCNN(nn.Module):
-    """Table 1 CNN; ``forward`` returns logits Z(x)."""
+    """Table 1 CNN; ``forward`` returns logits Z(x). Its defense slot is the output of ``dropout``."""
+
+    defense_slot = "dropout"
 
     def __init__(self, arch: str = "mnist", train_dropout: float = 0.0, dropout_layer: str = "fc1",
                  num_classes: int = 10) -> None:
@@ -72,18 +73,14 @@ class PaperCNN(nn.Module):
         self.fc2 = nn.Linear(spec["fc"], spec["fc"])
         self.out = nn.Linear(spec["fc"], num_classes)
         self.dropout = nn.Dropout(self.train_dropout)
-        self.defense: nn.Module = nn.Identity()
-
-    def _regularize(self, h: torch.Tensor) -> torch.Tensor:
-        return self.defense(self.dropout(h))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = torch.relu(self.fc1(self.features(x)))
         if self.dropout_layer == "fc1":
-            h = self._regularize(h)
+            h = self.dropout(h)
         h = torch.relu(self.fc2(h))
         if self.dropout_layer == "fc2":
-            h = self._regularize(h)
+            h = self.dropout(h)
         return self.out(h)
 
     def config(self) -> dict:
@@ -92,9 +89,4 @@ class PaperCNN(nn.Module):
                 "num_classes": self.out.out_features}
 
 
-def with_defense(model: PaperCNN, defense: nn.Module) -> PaperCNN:
-    """The same weights (shared, not copied) with ``defense`` in the defense slot; ``model`` is unchanged."""
-    defended = copy.copy(model)
-    defended._modules = dict(model._modules)
-    defended._modules["defense"] = defense
-    return defended
+__all__ = ["ARCHITECTURES", "DROPOUT_LAYERS", "DefendedModel", "PaperCNN", "architecture_for", "with_defense"]

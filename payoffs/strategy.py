@@ -1,75 +1,64 @@
 """The two players' pure strategies as plain, hashable, serializable specs with short stable ids.
 
-An attacker strategy is an attack, its parameters, EOT samples per gradient and its success test; a defender
-strategy is a defense and its parameter (the checkpoint, hence the training rate r, is the cell's model).
-The strategy *spaces* (cartesian products, TOML files) live in ``gameplay.strategies``.
+An attacker strategy is an attack with its parameters, EOT samples per gradient and its success test; a defender
+strategy is a test-time defense with its parameters (the model, hence the training recipe and rate r, is the
+cell's). Both resolve their parameters through the declarations in :mod:`payoffs.registry` when they are built, so
+a bad value fails before any cell runs, two spellings of the same strategy are equal, and :meth:`to_dict` (what a
+cache key hashes) holds every parameter, defaults included. Torch-free. The strategy *spaces* (products, TOML
+files) live in ``gameplay.strategies``.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from typing import Any, Mapping
 
-from payoffs.errors import DefdropError
+from payoffs.params import format_value
+from payoffs.registry import ATTACKER_COMMON, ATTACKS, DEFENSES
 
-ATTACKS = ("fgsm", "jsma", "cw", "pgd")
-DEFENSES = ("none", "dropout", "sap")
-SUCCESS_TESTS = ("single", "expected")
-
-# Parameters each attack accepts, with the short names used in ids (in id order).
-ATTACK_PARAMS: dict[str, dict[str, str]] = {
-    "fgsm": {"eps": "eps"},
-    "pgd": {"eps": "eps", "step_size": "a", "steps": "n", "random_start": "rs"},
-    "jsma": {"theta": "th", "gamma": "g"},
-    "cw": {"kappa": "k", "initial_c": "c", "search_steps": "s", "iterations": "it", "learning_rate": "lr"},
-}
+Params = tuple[tuple[str, Any], ...]
 
 
-def _fmt(value: object) -> str:
-    if isinstance(value, bool):
-        return str(int(value))
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
+def _as_params(params: Mapping[str, Any] | Params | None) -> dict[str, Any]:
+    return dict(params.items() if isinstance(params, Mapping) else (params or ()))
 
 
 @dataclass(frozen=True)
 class AttackerStrategy:
-    """attack + parameters (sorted (name, value) pairs) + ``eot`` samples per step + success test."""
+    """attack + its parameters (resolved, defaults included, in declared order) + ``eot`` + success test.
+
+    ``params`` may be given as a mapping or (name, value) pairs, partially: the rest take their declared defaults.
+    """
 
     attack: str
-    params: tuple[tuple[str, float | int | bool], ...] = ()
+    params: Params = ()
     eot: int = 1
     success_test: str = "single"
 
     def __post_init__(self) -> None:
-        if self.attack not in ATTACKS:
-            raise DefdropError(f"unknown attack {self.attack!r}; choose one of {', '.join(ATTACKS)}")
-        allowed = ATTACK_PARAMS[self.attack]
-        for name, value in self.params:
-            if name not in allowed:
-                raise DefdropError(f"attack {self.attack} has no parameter {name!r} "
-                                   f"(it takes {', '.join(allowed) or 'none'})")
-            if isinstance(value, float) and not math.isfinite(value):
-                raise DefdropError(f"{self.attack} {name}={value} is not a finite number")
-        if int(self.eot) != self.eot or self.eot < 1:
-            raise DefdropError(f"eot {self.eot} must be a positive integer")
-        if self.success_test not in SUCCESS_TESTS:
-            raise DefdropError(f"success test {self.success_test!r} must be single or expected")
-        object.__setattr__(self, "params", tuple(sorted(self.params, key=lambda kv: list(allowed).index(kv[0]))))
+        resolved = ATTACKS[self.attack].resolve(_as_params(self.params))
+        common = ATTACKER_COMMON.resolve({"eot": self.eot, "success_test": self.success_test})
+        object.__setattr__(self, "params", tuple(resolved.items()))
+        object.__setattr__(self, "eot", common["eot"])
+        object.__setattr__(self, "success_test", common["success_test"])
 
     @property
     def id(self) -> str:
-        """E.g. ``cw[k=0,eot=8,exp]``: parameters in a fixed order; defaults of eot/test omitted."""
-        short = ATTACK_PARAMS[self.attack]
-        parts = [f"{short[k]}={_fmt(v)}" for k, v in self.params]
-        if self.eot != 1:
-            parts.append(f"eot={self.eot}")
-        if self.success_test != "single":
-            parts.append("exp")
-        return f"{self.attack}[{','.join(parts)}]" if parts else self.attack
+        """E.g. ``cw[k=0,eot=8,exp]``: parameters that differ from their defaults (and kappa), EOT, the test."""
+        extra = ([f"eot={self.eot}"] if self.eot != 1 else []) + (["exp"] if self.success_test == "expected" else [])
+        return ATTACKS[self.attack].strategy_id(dict(self.params), extra)
 
-    def param(self, name: str, default: float | None = None) -> float | None:
+    @property
+    def adaptive(self) -> bool:
+        """Beyond the paper's attacker: EOT gradients or the ``expected`` success test."""
+        return self.eot > 1 or self.success_test == "expected"
+
+    def param(self, name: str, default: Any = None) -> Any:
         return dict(self.params).get(name, default)
+
+    def attack_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for the attack's class: its parameters, ``eot`` and ``success_test``."""
+        return {**dict(self.params), "eot": self.eot, "success_test": self.success_test}
 
     def to_dict(self) -> dict:
         return {"attack": self.attack, "params": dict(self.params), "eot": self.eot,
@@ -78,43 +67,63 @@ class AttackerStrategy:
 
 @dataclass(frozen=True)
 class DefenderStrategy:
-    """``none``, ``dropout`` at test rate r', or ``sap`` with ``draws`` (or a ``fraction`` of the units)."""
+    """A registered test-time defense with its parameters (resolved); ``dropout`` at r' = 0 is ``none``.
+
+    >>> DefenderStrategy.dropout(0.5).id
+    "dropout[r'=0.5]"
+    """
 
     defense: str
-    rate: float = 0.0
-    sap_draws: int | None = None
-    sap_fraction: float = 1.0
+    params: Params = ()
 
     def __post_init__(self) -> None:
-        if self.defense not in DEFENSES:
-            raise DefdropError(f"unknown defense {self.defense!r}; choose one of {', '.join(DEFENSES)}")
-        if self.defense == "dropout" and not 0.0 <= self.rate < 1.0:
-            raise DefdropError(f"test dropout rate {self.rate:g} must be in [0, 1)")
-        if self.defense == "sap":
-            if self.sap_draws is not None and self.sap_draws < 1:
-                raise DefdropError(f"SAP draws {self.sap_draws} must be at least 1")
-            if not self.sap_fraction > 0:
-                raise DefdropError(f"SAP fraction {self.sap_fraction:g} must be positive")
-        if self.defense == "dropout" and self.rate == 0.0:
-            object.__setattr__(self, "defense", "none")  # r' = 0 *is* the undefended model
+        resolved = DEFENSES[self.defense].resolve(_as_params(self.params))
+        entry = DEFENSES[self.defense]
+        if entry.rate is not None and resolved[entry.rate] == 0.0 and "none" in DEFENSES:
+            object.__setattr__(self, "defense", "none")  # rate 0 *is* the undefended model
+            resolved = {}
+        object.__setattr__(self, "params", tuple(resolved.items()))
+
+    @classmethod
+    def of(cls, defense: str, **params: Any) -> "DefenderStrategy":
+        return cls(defense, tuple(params.items()))
+
+    @classmethod
+    def dropout(cls, rate: float) -> "DefenderStrategy":
+        return cls.of("dropout", rate=rate)
 
     @property
     def id(self) -> str:
+        return DEFENSES[self.defense].strategy_id(dict(self.params))
+
+    @property
+    def rate(self) -> float | None:
+        """The defense's test-time rate r' if it has one (0 for ``none``), else ``None``."""
         if self.defense == "none":
-            return "none"
-        if self.defense == "dropout":
-            return f"dropout[r'={self.rate:g}]"
-        return f"sap[n={self.sap_draws}]" if self.sap_draws is not None else f"sap[frac={self.sap_fraction:g}]"
+            return 0.0
+        entry = DEFENSES[self.defense]
+        return None if entry.rate is None else float(dict(self.params)[entry.rate])
 
     @property
     def test_dropout(self) -> float:
-        """r' for the table: the rate for dropout, 0 for none, NaN for SAP."""
-        return {"none": 0.0, "dropout": self.rate}.get(self.defense, float("nan"))
+        """r' for the table: the rate where the defense has one, 0 for none, NaN otherwise (e.g. SAP)."""
+        rate = self.rate
+        return math.nan if rate is None else rate
+
+    @property
+    def deterministic(self) -> bool:
+        return self.defense == "none"
+
+    def param(self, name: str, default: Any = None) -> Any:
+        return dict(self.params).get(name, default)
+
+    def params_text(self) -> str:
+        """``name=value;...`` of the resolved parameters (the table's ``defense_params`` column)."""
+        return ";".join(f"{k}={format_value(v)}" for k, v in self.params)
 
     def module(self):
         """A fresh defense ``nn.Module`` for the model's defense slot."""
-        from payoffs.defenses import make_defense
-        return make_defense(self.defense, self.rate, self.sap_draws, self.sap_fraction)
+        return DEFENSES[self.defense].load()(**dict(self.params))
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {"defense": self.defense, "params": dict(self.params)}

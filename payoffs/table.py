@@ -1,102 +1,111 @@
 """The payoff table: every attacker strategy against every defender strategy on every model.
 
-One row per cell, columns (documented in the README):
+One row per cell; columns (:data:`TABLE_COLUMNS`, documented in the README):
 
-==========================  =====================================================================
-attacker, defender          strategy ids (``cw[k=0,eot=8,exp]``, ``dropout[r'=0.5]``; with several
-                            models the defender id is prefixed by ``r=<train rate>/``)
-attack, kappa, c, eot,      the attacker strategy's fields (``kappa``/``c`` NaN when not C&W)
-success_test, eps
-defense, train_dropout,     the defender strategy: none | dropout | sap, training rate r, test rate r'
-test_dropout, sap_draws     (0 for none, NaN for SAP), SAP's draws (NaN = one per unit)
-model, dataset              the checkpoint's weights hash and its dataset
-n_images, n_attacks,        N images, N x 9 attacks, M defender samples per adversarial example
+===========================  ===========================================================================
+attacker, defender           strategy ids (``cw[k=0,eot=8,exp]``, ``dropout[r'=0.5]``; with several models
+                             the defender id is prefixed by the model's label: ``r=0.3/dropout[r'=0.5]``)
+attack, kappa, c, eps, eot,  the attacker strategy's main fields (NaN where the attack has no such
+success_test,                parameter) and all its resolved parameters as ``name=value;...``
+attacker_params
+defense, defense_params,     the defense, its resolved parameters, and r' (0 for none, NaN for a defense
+test_dropout                 without a rate, e.g. SAP)
+model, model_label, slot,    the model's identity (content hash), label, the layer the defense follows,
+dataset, train_dropout,      its dataset, training dropout rate r (NaN if unknown) and training recipe
+recipe
+n_images, n_attacks,         N images, N x (K - 1) attacks, M defender samples per adversarial example
 n_samples
-asr, asr_low, asr_high,     attack success rate over attacks x M samples, 95% bootstrap interval
-asr_std_error               over attacks, and the bootstrap standard error
-asr_majority                share of attacks whose target wins in more than M/2 samples
-asr_believed                share the attacker judged successful while searching
-l2_mean, l2_median,         distortion of majority-successful examples (NaN if none)
-l0_mean, linf_mean
-clean_accuracy, _low, _high clean accuracy of the defended model on the whole test split, M samples
-seconds                     seconds the cell took (attack + evaluation)
-key                         the cell's cache key
-==========================  =====================================================================
+asr, asr_low, asr_high,      attack success rate (mean over attacks of the share of M samples saying the
+asr_std_error, asr_interval  target), its 95% interval from resampling images, and how it was computed
+asr_majority, asr_believed   share of attacks won in more than M/2 samples; share the attacker believed
+l2_mean, l2_median, l0_mean, distortion of majority-successful examples (NaN if none)
+linf_mean
+l2_all_mean                  mean L2 over all attacks (the distortion the attacker actually paid)
+clean_accuracy, _low, _high  clean accuracy of the defended model on the whole test split, M samples, with its
+                             interval over images
+forwards, backwards          logit vectors computed and gradients taken by the cell (examples x samples)
+seconds, key, accuracy_key   the cell's run time and cache keys (attack cell, clean-accuracy cell)
+===========================  ===========================================================================
+
+The per-image numbers behind each row (the ASR of each attacked image, the correctness of each test image) go
+to a sidecar ``<table>.images.npz`` so that resampling can keep images paired across cells.
 """
 from __future__ import annotations
 
+import io
 import json
+import math
 import platform
 import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
+import numpy as np
 import pandas as pd
 
 from payoffs.cache import CellCache
-from payoffs.cell import AccuracySpec, CellSpec, run_accuracy, run_cell
-from payoffs.checkpoint import atomic_write_bytes, load_checkpoint, weights_hash
+from payoffs.cell import (AccuracySpec, CellSpec, per_image_asr, run_accuracy, run_cell, summarize_accuracy,
+                          summarize_cell)
+from payoffs.checkpoint import atomic_write_bytes
 from payoffs.errors import DefdropError
-from payoffs.executor import make_executor
+from payoffs.executor import Executor, make_executor
+from payoffs.params import format_value
+from payoffs.sources import CheckpointSource, DataSource, ModelSource, data_for
 from payoffs.strategy import AttackerStrategy, DefenderStrategy
 
 TABLE_COLUMNS = [
-    "attacker", "attack", "kappa", "c", "eps", "eot", "success_test",
-    "defender", "defense", "train_dropout", "test_dropout", "sap_draws", "model", "dataset",
-    "n_images", "n_attacks", "n_samples", "asr", "asr_low", "asr_high", "asr_std_error", "asr_majority",
-    "asr_believed", "l2_mean", "l2_median", "l0_mean", "linf_mean", "clean_accuracy", "clean_accuracy_low",
-    "clean_accuracy_high", "seconds", "key",
+    "attacker", "attack", "kappa", "c", "eps", "eot", "success_test", "attacker_params",
+    "defender", "defense", "defense_params", "test_dropout",
+    "model", "model_label", "slot", "dataset", "train_dropout", "recipe",
+    "n_images", "n_attacks", "n_samples", "asr", "asr_low", "asr_high", "asr_std_error", "asr_interval",
+    "asr_majority", "asr_believed", "l2_mean", "l2_median", "l0_mean", "linf_mean", "l2_all_mean",
+    "clean_accuracy", "clean_accuracy_low", "clean_accuracy_high", "forwards", "backwards",
+    "seconds", "key", "accuracy_key",
 ]
 
 
-@dataclass(frozen=True)
-class ModelRef:
-    path: str
-    hash: str
-    train_dropout: float
-    dataset: str
-    meta: dict
-
-
-def load_model_refs(paths: Sequence[str | Path]) -> list[ModelRef]:
-    """Open each checkpoint once (clear error if it is not one) and hash its weights."""
+def load_model_refs(paths: Sequence[str | Path]) -> list[ModelSource]:
+    """Open each defdrop checkpoint once (clear error if it is not one): its source, hashed and described."""
     if not paths:
-        raise DefdropError("give at least one --model checkpoint")
-    refs = []
-    for path in paths:
-        model, meta = load_checkpoint(path)
-        refs.append(ModelRef(str(Path(path).resolve()), weights_hash(model), float(model.train_dropout),
-                             str(meta.get("dataset", "mnist-5k")), meta))
-    return refs
+        raise DefdropError("give at least one model")
+    return [CheckpointSource.open(p) for p in paths]
 
 
-def _defender_label(ref: ModelRef, defender: DefenderStrategy, refs: Sequence[ModelRef]) -> str:
-    if len(refs) == 1:
-        return defender.id
-    same_rate = sum(r.train_dropout == ref.train_dropout for r in refs) > 1
-    prefix = f"r={ref.train_dropout:g}" + (f"@{ref.hash[:6]}" if same_rate else "")
-    return f"{prefix}/{defender.id}"
+def model_labels(models: Sequence[ModelSource]) -> dict[str, str]:
+    """identity -> label, unique in this table (a clashing label gets ``@<hash prefix>``)."""
+    counts: dict[str, int] = {}
+    for m in models:
+        counts[m.description.label] = counts.get(m.description.label, 0) + 1
+    return {m.identity: m.description.label + (f"@{m.identity[:6]}" if counts[m.description.label] > 1 else "")
+            for m in models}
 
 
-def _row(ref: ModelRef, refs, attacker: AttackerStrategy, defender: DefenderStrategy, cell: dict,
-         acc: dict) -> dict:
-    nan = float("nan")
+def defender_label(model_label: str, defender_id: str, several_models: bool) -> str:
+    """The one way a game row is named: the defender id, prefixed by the model's label when a table has several."""
+    return f"{model_label}/{defender_id}" if several_models else defender_id
+
+
+def _params_text(params: Sequence[tuple[str, Any]]) -> str:
+    return ";".join(f"{k}={format_value(v)}" for k, v in params)
+
+
+def _row(model: ModelSource, label: str, several: bool, slot: str | None, attacker: AttackerStrategy,
+         defender: DefenderStrategy, cell: dict, acc: dict) -> dict:
+    nan = math.nan
+    p = dict(attacker.params)
     return {
-        "attacker": attacker.id, "attack": attacker.attack,
-        "kappa": attacker.param("kappa", 0.0) if attacker.attack == "cw" else nan,
-        "c": attacker.param("initial_c", nan) if attacker.attack == "cw" else nan,
-        "eps": attacker.param("eps", nan), "eot": attacker.eot, "success_test": attacker.success_test,
-        "defender": _defender_label(ref, defender, refs), "defense": defender.defense,
-        "train_dropout": ref.train_dropout, "test_dropout": defender.test_dropout,
-        "sap_draws": defender.sap_draws if defender.sap_draws is not None else nan,
-        "model": ref.hash, "dataset": ref.dataset,
-        **{k: cell[k] for k in ("n_images", "n_attacks", "n_samples", "asr", "asr_low", "asr_high",
-                                "asr_std_error", "asr_majority", "asr_believed", "l2_mean", "l2_median",
-                                "l0_mean", "linf_mean", "seconds", "key")},
-        **{k: acc[k] for k in ("clean_accuracy", "clean_accuracy_low", "clean_accuracy_high")},
+        "attacker": attacker.id, "attack": attacker.attack, "kappa": p.get("kappa", nan), "c": p.get("initial_c", nan),
+        "eps": p.get("eps", nan), "eot": attacker.eot, "success_test": attacker.success_test,
+        "attacker_params": _params_text(attacker.params),
+        "defender": defender_label(label, defender.id, several), "defense": defender.defense,
+        "defense_params": defender.params_text(), "test_dropout": defender.test_dropout,
+        "model": model.identity, "model_label": label, "slot": slot or model.default_slot,
+        "dataset": model.description.dataset, "train_dropout": model.description.train_dropout,
+        "recipe": model.description.tag("recipe", "standard"),
+        **summarize_cell(cell), **summarize_accuracy(acc),
     }
 
 
@@ -106,33 +115,50 @@ class BuildStats:
     cached: int = 0
 
 
+def check_n_images(model: ModelSource, data: DataSource, n_images: int, device: str = "cpu") -> None:
+    """Fail before any cell runs when the test split has fewer than ``n_images`` correctly classified images."""
+    from payoffs.evaluation import first_correct
+
+    split = data.load_test()
+    found = len(first_correct(model.load(device), split.x, split.y, n_images))
+    if found < n_images:
+        raise DefdropError(f"{n_images} images requested but the undefended model {model.description.label} "
+                           f"classifies only {found} of the {len(split.x)} {data.identity} test images correctly")
+
+
 def build_payoff_table(
-    models: Sequence[ModelRef], attackers: Sequence[AttackerStrategy], defenders: Sequence[DefenderStrategy], *,
+    models: Sequence[ModelSource], attackers: Sequence[AttackerStrategy], defenders: Sequence[DefenderStrategy], *,
     n_images: int = 100, eval_samples: int = 20, seed: int = 0, cache_dir: str | Path = ".defdrop-cache",
-    jobs: int = 1, device: str = "cpu", batch_size: int = 900,
+    jobs: int = 1, executor: Executor | None = None, device: str = "cpu", batch_size: int = 900,
+    data: DataSource | None = None, slot: str | None = None,
     on_done: Callable[[str, int, int, dict], None] | None = None,
     progress_for: Callable[[str], Callable[[int, int], None] | None] | None = None,
     stats: BuildStats | None = None,
 ) -> pd.DataFrame:
     """Evaluate models x defenders x attackers into a DataFrame with :data:`TABLE_COLUMNS`.
 
-    Finished cells are read from ``cache_dir``; missing ones are computed (``jobs`` processes) and stored as
-    soon as each finishes, so an interrupted build resumes where it stopped and yields the same table.
-    ``on_done(kind, done, total, record)`` reports each finished job (kind: ``accuracy`` or ``cell``).
+    Finished cells are read from ``cache_dir``; missing ones are computed (by ``executor``, or ``jobs`` local
+    processes) and stored as soon as each finishes, so an interrupted build resumes where it stopped and yields
+    the same table. ``on_done(kind, done, total, record)`` reports each finished job (kind: ``accuracy`` or
+    ``cell``). ``data``/``slot`` override each model's own test data and defense slot. The per-image arrays are
+    in ``table.attrs["per_image"]`` (see :func:`write_payoff_table`).
     """
-    if n_images < 1:
-        raise DefdropError(f"--n-images {n_images} must be at least 1")
-    if eval_samples < 1:
-        raise DefdropError(f"--eval-samples {eval_samples} must be at least 1")
-    if batch_size < 1:
-        raise DefdropError(f"--batch-size {batch_size} must be at least 1")
+    from payoffs.params import Param
+
+    n_images = Param("n_images", int, 1, low=1).check(n_images, "")
+    eval_samples = Param("eval_samples", int, 1, low=1).check(eval_samples, "")
+    batch_size = Param("batch_size", int, 1, low=1).check(batch_size, "")
+    if not models:
+        raise DefdropError("give at least one model")
     if not attackers or not defenders:
         raise DefdropError("the strategy space is empty: give at least one attacker and one defender")
     cache = CellCache(cache_dir)
     stats = stats if stats is not None else BuildStats()
-    acc_specs = {(m.hash, d): AccuracySpec(m.path, m.hash, d, eval_samples, seed, device)
+    datas = {m.identity: data_for(m, data) for m in models}
+    acc_specs = {(m.identity, d): AccuracySpec(m, datas[m.identity], d, eval_samples, seed, slot, device)
                  for m in models for d in defenders}
-    cell_specs = {(m.hash, d, a): CellSpec(m.path, m.hash, a, d, n_images, eval_samples, seed, device, batch_size)
+    cell_specs = {(m.identity, d, a): CellSpec(m, datas[m.identity], a, d, n_images, eval_samples, seed, slot, device,
+                                               batch_size)
                   for m in models for d in defenders for a in attackers}
     results: dict[str, dict] = {}
     todo: list[tuple[str, Callable, object]] = []
@@ -144,17 +170,85 @@ def build_payoff_table(
                 stats.cached += 1
             else:
                 todo.append((kind, fn, spec))
+    if any(kind == "cell" for kind, _, _ in todo):
+        for m in models:
+            check_n_images(m, datas[m.identity], n_images, device)
     total = len(todo)
-    executor = make_executor(jobs, (lambda i: progress_for(todo[i][0])) if progress_for else None)
+    if executor is None:
+        executor = make_executor(min(jobs, max(1, total)), (lambda i: progress_for(todo[i][0])) if progress_for else None)
     for done, (i, record) in enumerate(executor.run([(fn, spec) for _, fn, spec in todo]), start=1):
         cache.put(record["key"], record)
         results[record["key"]] = record
         stats.computed += 1
         if on_done is not None:
             on_done(todo[i][0], done, total, record)
-    rows = [_row(m, models, a, d, results[cell_specs[(m.hash, d, a)].key()], results[acc_specs[(m.hash, d)].key()])
-            for m in models for d in defenders for a in attackers]
-    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    labels = model_labels(models)
+    several = len(models) > 1
+    rows, cells, accs = [], [], []
+    for m in models:
+        for d in defenders:
+            acc = results[acc_specs[(m.identity, d)].key()]
+            accs.append(acc)
+            for a in attackers:
+                cell = results[cell_specs[(m.identity, d, a)].key()]
+                cells.append(cell)
+                rows.append(_row(m, labels[m.identity], several, slot, a, d, cell, acc))
+    table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    table.attrs["per_image"] = PerImage(per_image_arrays(cells, accs))
+    return table
+
+
+@dataclass(frozen=True, eq=False)
+class PerImage:
+    """The per-image arrays of a table (compared by identity, so pandas can carry it in ``attrs``)."""
+
+    arrays: dict
+
+    @staticmethod
+    def merge(parts: Sequence["PerImage"]) -> "PerImage":
+        """One set of arrays from several tables' (e.g. several sweeps of one study)."""
+        cells = [p.arrays for p in parts if p is not None]
+        if not cells:
+            return PerImage({})
+        n = max(a["cell_image"].shape[1] for a in cells)
+        width = max(a["accuracy_correct"].shape[1] for a in cells)
+
+        def widen(x: np.ndarray, cols: int, fill) -> np.ndarray:
+            out = np.full((x.shape[0], cols), fill, dtype=x.dtype)
+            out[:, :x.shape[1]] = x
+            return out
+
+        acc_keys = np.concatenate([a["accuracy_key"] for a in cells])
+        acc = np.concatenate([widen(a["accuracy_correct"], width, np.nan) for a in cells])
+        _, first = np.unique(acc_keys, return_index=True)
+        first = np.sort(first)
+        return PerImage({"cell_key": np.concatenate([a["cell_key"] for a in cells]),
+                         "cell_image": np.concatenate([widen(a["cell_image"], n, -1) for a in cells]),
+                         "cell_asr": np.concatenate([widen(a["cell_asr"], n, np.nan) for a in cells]),
+                         "accuracy_key": acc_keys[first], "accuracy_correct": acc[first]})
+
+
+def per_image_arrays(cells: Sequence[dict], accuracies: Sequence[dict]) -> dict[str, np.ndarray]:
+    """The ``<table>.images.npz`` arrays: per cell, the attacked images and their ASR; per clean-accuracy cell,
+    the share of the M samples correct on each test image. Cells of one table have the same N."""
+    images, asrs = zip(*(per_image_asr(c) for c in cells)) if cells else ((), ())
+    accs = list(dict((a["key"], a) for a in accuracies).values())
+    n_test = {len(a["correct"]) for a in accs}
+    width = max(n_test) if n_test else 0
+    correct = np.full((len(accs), width), np.nan)
+    for i, a in enumerate(accs):
+        correct[i, :len(a["correct"])] = a["correct"]
+    n = max((len(x) for x in images), default=0)
+
+    def pad(rows, fill, dtype):
+        out = np.full((len(rows), n), fill, dtype=dtype)
+        for i, r in enumerate(rows):
+            out[i, :len(r)] = r
+        return out
+
+    return {"cell_key": np.array([c["key"] for c in cells], dtype=str),
+            "cell_image": pad(images, -1, np.int64), "cell_asr": pad(asrs, np.nan, np.float64),
+            "accuracy_key": np.array([a["key"] for a in accs], dtype=str), "accuracy_correct": correct}
 
 
 def _versions() -> dict[str, str]:
@@ -167,21 +261,40 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def write_payoff_table(table: pd.DataFrame, out: str | Path, *, models: Sequence[ModelRef],
-                       attackers: Sequence[AttackerStrategy], defenders: Sequence[DefenderStrategy],
-                       n_images: int, eval_samples: int, seed: int, seconds: float | None = None) -> Path:
-    """Write ``out`` (CSV) and ``out`` with suffix ``.json`` (the run's settings); returns the sidecar path."""
+def sidecar_paths(out: str | Path) -> tuple[Path, Path]:
+    """The JSON settings and the per-image npz written beside a payoff CSV."""
     out = Path(out)
-    atomic_write_bytes(out, table.to_csv(index=False).encode())
-    sidecar = out.with_suffix(".json")
+    return out.with_suffix(".json"), out.with_suffix(".images.npz")
+
+
+def write_payoff_table(table: pd.DataFrame, out: str | Path, *, models: Sequence[ModelSource],
+                       attackers: Sequence[AttackerStrategy], defenders: Sequence[DefenderStrategy],
+                       n_images: int, eval_samples: int, seed: int, seconds: float | None = None,
+                       extra: dict | None = None) -> Path:
+    """Write ``out`` (CSV), its ``.json`` settings and its ``.images.npz`` per-image arrays; returns the JSON path.
+
+    The sidecars are written first and the CSV last, each atomically, so a reader who finds the CSV finds the
+    sidecars of the same run.
+    """
+    out = Path(out)
+    sidecar, images = sidecar_paths(out)
+    labels = model_labels(models)
     settings = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "models": [{"path": m.path, "hash": m.hash, "train_dropout": m.train_dropout, "dataset": m.dataset,
-                    "test_accuracy": m.meta.get("test_accuracy"), "epochs": m.meta.get("epochs")} for m in models],
-        "attackers": [a.id for a in attackers], "defenders": [d.id for d in defenders],
+        "models": [{"identity": m.identity, "label": labels[m.identity], "dataset": m.description.dataset,
+                    "path": getattr(m, "path", None), "default_slot": m.default_slot,
+                    "tags": {k: v for k, v in m.description.tags}} for m in models],
+        "attackers": [a.id for a in attackers], "attacker_params": [a.to_dict() for a in attackers],
+        "defenders": [d.id for d in defenders], "defender_params": [d.to_dict() for d in defenders],
         "n_images": n_images, "eval_samples": eval_samples, "seed": seed,
         "cells": int(len(table)), "seconds": seconds, "machine": platform.platform(),
-        "versions": _versions(), "columns": TABLE_COLUMNS,
+        "versions": _versions(), "columns": TABLE_COLUMNS, **(extra or {}),
     }
     atomic_write_bytes(sidecar, json.dumps(settings, indent=2, default=str).encode())
+    per_image = table.attrs.get("per_image")
+    if isinstance(per_image, PerImage) and per_image.arrays:
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **per_image.arrays)
+        atomic_write_bytes(images, buf.getvalue())
+    atomic_write_bytes(out, table.to_csv(index=False).encode())
     return sidecar

@@ -21,7 +21,7 @@ def bench():
 def test_paper_profile_plans_140_cells(bench) -> None:
     plan = bench.planned_cells("paper")
     assert sum(plan.values()) == 140
-    assert plan["cw[k=0,s=10,it=100]"] == 42 and plan["cw[k=5,s=10,it=100,eot=8,exp]"] == 42
+    assert plan["cw[k=0]"] == 42 and plan["cw[k=5,eot=8,exp]"] == 42  # C&W 10 x 100 is the declared default
     assert plan["fgsm"] == plan["jsma"] == plan["fgsm[eot=8,exp]"] == plan["jsma[eot=8,exp]"] == 14
 
 
@@ -30,8 +30,8 @@ def test_summary_measures_and_extrapolates(bench, tmp_path: Path) -> None:
     cache.mkdir()
     cells = [("cw[k=0,s=2,it=10]", 10.0), ("cw[k=0,s=2,it=10]", 20.0), ("fgsm", 1.0)]
     for i, (attacker, seconds) in enumerate(cells):
-        (cache / f"c{i}.json").write_text(json.dumps({"attacker": attacker, "asr": 0.5, "seconds": seconds}))
-    (cache / "acc.json").write_text(json.dumps({"clean_accuracy": 0.9, "seconds": 2.0}))
+        (cache / f"c{i}.json").write_text(json.dumps({"kind": "cell", "attacker": attacker, "seconds": seconds}))
+    (cache / "acc.json").write_text(json.dumps({"kind": "accuracy", "seconds": 2.0}))
     (cache / "broken.json").write_text("{")  # a half-written file is skipped, not fatal
     s = bench.summarize("mnist-5k", tmp_path, "smoke", wall=40.0, returncode=130, jobs=2)
     assert not s["finished"] and s["attack_cells"] == 3 and s["attack_cells_planned"] == 12

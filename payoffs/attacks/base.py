@@ -1,48 +1,95 @@
-"""The shared base of the attacks: batching, device, seeding, EOT sampling, success tests and distortions.
+"""The shared base of the attacks: parameters, batching, device, seeding, EOT sampling, success tests, distortions.
 
 Stochastic white-box semantics (paper section 3.2): the attacker knows the defense and its rate, and every
 gradient is taken on a freshly sampled sub-network. ``eot = k`` averages k independent samples per step
-(Expectation over Transformation, Athalye et al. 2018, arXiv:1802.00420): the batch is repeated k times along
-dim 0 and sent through the model in *one* forward pass, so the defense draws k independent masks per input.
+(Expectation over Transformation, Athalye et al. 2018, arXiv:1802.00420), drawn by
+:func:`payoffs.sampling.sample_logits`: on a model with a defense slot the layers before the slot run once and the
+defense and later layers k times.
 
-The base never calls ``model.eval()`` or ``model.train()``: models arrive in eval mode and the defense slot
-is random in every mode; switching modes would silently turn training dropout on (or a defense off).
+Every draw is keyed by (seed, example, step, copy) through :mod:`payoffs.noise`, so an attack gives the same
+examples whatever its batch size or chunking. The base never calls ``model.eval()`` or ``model.train()``: models
+arrive in eval mode and the defense is random in every mode; switching modes would silently turn training dropout
+on (or a defense off).
 
-How the attacker judges success while it searches is part of its strategy (``success_test``):
+How the attacker judges success while it searches is part of its strategy (``success_test``, an object of
+:data:`SUCCESS_TESTS`):
 
-* ``single``: the sub-network sampled at that step (the first of the k EOT samples) says target, with
-  margin kappa: ``max_{i != t} Z_i - Z_t < -kappa`` (the paper's protocol);
+* ``single``: the sub-network sampled at that step (the first of the k EOT samples) says target, with margin
+  kappa: ``max_{i != t} Z_i - Z_t < -kappa`` (the paper's protocol);
 * ``expected``: the mean of the k samples' logits says target with margin kappa.
 
-On a deterministic model both tests coincide. Against a random one they decide the numbers: on the paper's
-CNN (mnist-5k, r = 0.3) with test dropout r' = 0.5, C&W 10 x 100 with ``single`` believed it succeeded on all
-18 (image, target) pairs of a check, while its examples won only 11% of 100 fresh dropout draws on average;
-``eot = 8`` with ``expected`` raised that to 34%.
+On a deterministic model both tests coincide. Against a random one they decide the numbers (see README).
+
+A subclass sets ``name`` (its entry in :data:`payoffs.registry.ATTACKS`, which declares its parameters) and
+implements :meth:`Attack.run`; the final :meth:`Attack.__call__` checks inputs, seeds, batches and measures.
 """
 from __future__ import annotations
 
-import math
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, ClassVar, final
 
 import torch
 from torch import nn
 
+from payoffs import noise
 from payoffs.attacks.objectives import cw_margin
 from payoffs.errors import DefdropError
+from payoffs.params import Param
+from payoffs.registry import ATTACKER_COMMON, ATTACKS
+from payoffs.sampling import sample_logits
 
-SUCCESS_TESTS = ("single", "expected")
 CPU_FORWARD_IMAGES = 128
-"""Images per forward pass on CPU: on a 2-core machine the paper's CNN runs forward+backward about twice as
-fast per image at 64-128 images as at 900 (activations stay in cache), so attacks cut their active batch
-into passes of this many images (EOT copies included). On CUDA the whole active batch goes at once."""
+"""Inputs per forward pass on CPU: on a 2-core machine the paper's CNN runs forward+backward faster per image at
+64-128 images than at 900 (activations stay in cache), so attacks cut their active batch into passes of this many
+inputs (their EOT copies only cost the layers after the defense slot). On CUDA the whole active batch goes at
+once. Measured in bench/attacks.py."""
+SEED = Param("seed", int, 0, "seed of the attack's randomness", low=0)
+BATCH_SIZE = Param("batch_size", int, 1, "examples attacked at once", low=1)
 L0_TOLERANCE = 1e-5
 """A feature counts as changed when it moved by more than this; it is far below one grey level (1/255) and
 above the float32 round-off of C&W's tanh change of variables, which would otherwise count every pixel."""
 
 
-@dataclass
+# ---------------------------------------------------------------------------------------------- success tests
+class SuccessTest:
+    """How the attacker decides, from ``(k, B, C)`` logits of k samples, that it has reached the target."""
+
+    name: ClassVar[str] = ""
+
+    def logits(self, logits: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __call__(self, logits: torch.Tensor, target: torch.Tensor, kappa: float = 0.0) -> torch.Tensor:
+        return cw_margin(self.logits(logits).detach(), target) < -kappa
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+class SingleSample(SuccessTest):
+    """The first sampled sub-network says target (the paper's protocol)."""
+
+    name = "single"
+
+    def logits(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits[0]
+
+
+class ExpectedLogits(SuccessTest):
+    """The mean of the k samples' logits says target."""
+
+    name = "expected"
+
+    def logits(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.mean(0)
+
+
+SUCCESS_TESTS: dict[str, SuccessTest] = {t.name: t for t in (SingleSample(), ExpectedLogits())}
+
+
+# ---------------------------------------------------------------------------------------------- results
+@dataclass(frozen=True)
 class AttackResult:
     """Adversarial examples and per-example diagnostics of one attack run over a batch.
 
@@ -67,65 +114,54 @@ def distortions(x_adv: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, tor
     return d.norm(dim=1), (d.abs() > L0_TOLERANCE).sum(1).to(d.dtype), d.abs().amax(1)
 
 
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value < minimum:
-        raise DefdropError(f"{name} {value!r} must be an integer >= {minimum}")
-    return int(value)
-
-
-def _check_float(name: str, value: object, low: float, high: float = math.inf, *, low_open: bool = False,
-                 high_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise DefdropError(f"{name} {value!r} must be a finite number")
-    value = float(value)
-    too_low = value <= low if low_open else value < low
-    too_high = value >= high if high_open else value > high
-    if too_low or too_high:
-        lo, hi = ("(" if low_open else "["), (")" if high_open or high == math.inf else "]")
-        raise DefdropError(f"{name} {value} must be in {lo}{low:g}, {high:g}{hi}")
-    return value
-
-
-def _check_bool(name: str, value: object) -> bool:
-    if isinstance(value, bool) or (isinstance(value, int) and value in (0, 1)):
-        return bool(value)
-    raise DefdropError(f"{name} {value!r} must be true or false")
-
-
+# ---------------------------------------------------------------------------------------------- the base
 class Attack:
     """A targeted attack: ``attack(model, x, target) -> AttackResult`` for a whole batch.
 
-    ``eot``: samples of the randomized model averaged per gradient step (1 = the paper's single sample).
-    ``success_test``: ``single`` or ``expected`` (see the module docstring).
-    ``seed``: when given, ``__call__`` runs inside ``torch.random.fork_rng`` seeded with it, so the run is
-    reproducible and the caller's global RNG state is left untouched; ``None`` draws from the global RNG.
-    ``batch_size``: examples attacked at once (before the k-fold EOT repetition); ``None`` is all of them.
-    Within a batch, the model sees passes of at most :data:`CPU_FORWARD_IMAGES` images on CPU (see
-    :meth:`chunks`), which changes the speed, not the result. A one-image probe before the attack checks that
-    the targets index the model's classes.
+    Keyword arguments are the attack's declared parameters (``payoffs.registry.ATTACKS[name]``; unknown names and
+    bad values are one-line errors) plus the ones every attacker shares: ``eot`` (defender samples averaged per
+    gradient step; 1 = the paper's single sample) and ``success_test`` (``single`` or ``expected``). Runtime
+    settings that do not change the result: ``seed`` (``None`` draws a fresh one from the global RNG) and
+    ``batch_size`` (examples attacked at once; ``None`` = all). The resolved parameters are in
+    :attr:`settings` and as attributes.
     """
 
-    name: str = ""
+    name: ClassVar[str] = ""
 
     def __init__(self, *, eot: int = 1, success_test: str = "single", seed: int | None = None,
-                 batch_size: int | None = None) -> None:
-        self.eot = _check_int("eot", eot, 1)
-        if success_test not in SUCCESS_TESTS:
-            raise DefdropError(f"success test {success_test!r} must be one of {', '.join(SUCCESS_TESTS)}")
-        self.success_test = success_test
-        self.seed = None if seed is None else _check_int("seed", seed, 0)
-        self.batch_size = None if batch_size is None else _check_int("batch size", batch_size, 1)
+                 batch_size: int | None = None, **params) -> None:
+        common = ATTACKER_COMMON.resolve({"eot": eot, "success_test": success_test})
+        self.settings: dict = ATTACKS[self.name].resolve(params)
+        for key, value in self.settings.items():
+            setattr(self, key, value)
+        self.eot: int = common["eot"]
+        self.success_test: str = common["success_test"]
+        self.judge_fn: SuccessTest = SUCCESS_TESTS[self.success_test]
+        self.seed = None if seed is None else SEED.check(seed, "attack")
+        self.batch_size = None if batch_size is None else BATCH_SIZE.check(batch_size, "attack")
+        self._key_seed = 0
 
     # ------------------------------------------------------------------ public entry point
-    def __call__(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> AttackResult:
-        """Attack every ``(x_i, target_i)``; returns results on ``x``'s device."""
+    @final
+    def __call__(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor,
+                 ids: torch.Tensor | None = None) -> AttackResult:
+        """Attack every ``(x_i, target_i)``; returns results on ``x``'s device.
+
+        ``ids``: each example's id in the run (default ``0..B-1``); the randomness of example i depends on its id,
+        not on its position in a batch.
+        """
         x, target = self._check_inputs(x, target)
+        ids = torch.arange(len(x)) if ids is None else torch.as_tensor(ids, dtype=torch.int64).flatten()
+        if len(ids) != len(x):
+            raise DefdropError(f"attack ids must be {len(x)} integers, got {len(ids)}")
         out_device = x.device
         try:
             device = next(model.parameters()).device
         except StopIteration:
             device = x.device
-        x, target = x.to(device), target.to(device)
+        x, target, ids = x.to(device), target.to(device), ids.to(device)
+        seed = self.seed if self.seed is not None else int(torch.randint(0, 2 ** 31 - 1, ()).item())
+        self._key_seed = seed
         fork = (torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
                 if self.seed is not None else nullcontext())
         with fork, torch.enable_grad():
@@ -135,7 +171,8 @@ class Attack:
                 with torch.no_grad():
                     check_target_range(model(x[:1]), target)
             step = self.batch_size or max(1, len(x))
-            parts = [self._run(model, x[i:i + step], target[i:i + step]) for i in range(0, len(x), step)]
+            parts = [self.run(model, x[i:i + step], target[i:i + step], ids[i:i + step])
+                     for i in range(0, len(x), step)]
         if parts:
             x_adv = torch.cat([p[0] for p in parts]).detach().clamp(0.0, 1.0)
             success = torch.cat([p[1] for p in parts]).bool()
@@ -146,50 +183,59 @@ class Attack:
         l2, l0, linf = distortions(x_adv, x)
         return AttackResult(*(t.to(out_device) for t in (x_adv, success, l2, l0, linf, iterations)))
 
-    def _run(self, model: nn.Module, x: torch.Tensor,
-             target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Attack one chunk; returns ``(x_adv, success, iterations)``. Subclasses implement this."""
+    def run(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor,
+            ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Attack one batch; returns ``(x_adv, success, iterations)``. Subclasses implement this."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ helpers for subclasses
-    def sample_logits(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """Logits of ``eot`` independent samples of the model at ``x`` in one pass: shape ``(k, B, C)``."""
-        k, b = self.eot, len(x)
-        inputs = x if k == 1 else x.repeat(k, *([1] * (x.dim() - 1)))
-        return model(inputs).view(k, b, -1)
+    def keys(self, ids: torch.Tensor, *labels: int) -> torch.Tensor:
+        """Per-example keys for one step (``labels``: e.g. the step number)."""
+        return noise.row_keys(self._key_seed, ids, noise.ATTACK, *labels)
+
+    def sample_logits(self, model: nn.Module, x: torch.Tensor, ids: torch.Tensor | None = None,
+                      step: int = 0) -> torch.Tensor:
+        """Logits of ``eot`` independent samples of the model at ``x``: shape ``(k, B, C)``."""
+        keys = None if ids is None else self.keys(ids, step)
+        return sample_logits(model, x, self.eot, keys)
 
     def chunks(self, n: int, device: torch.device) -> list[slice]:
         """Slices of the ``n`` active examples sent through the model per pass (see :data:`CPU_FORWARD_IMAGES`)."""
-        size = n if device.type != "cpu" else max(1, CPU_FORWARD_IMAGES // self.eot)
+        size = n if device.type != "cpu" else CPU_FORWARD_IMAGES
         return [slice(i, min(n, i + size)) for i in range(0, n, max(1, size))]
 
-    def loss_gradient(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor,
+    def loss_gradient(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, ids: torch.Tensor, step: int,
                       loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
-        """``d loss_fn(logits (k, B, C), target) / dx``, one fresh sample set per pass of :meth:`chunks`."""
+        """``d loss_fn(logits (k, B, C), target) / dx`` with fresh samples keyed by ``step``."""
         grads = []
         for sl in self.chunks(len(x), x.device):
             xv = x[sl].detach().requires_grad_(True)
-            grads.append(input_gradient(loss_fn(self.sample_logits(model, xv), target[sl]), xv))
+            grads.append(input_gradient(loss_fn(self.sample_logits(model, xv, ids[sl], step), target[sl]), xv))
         return torch.cat(grads) if grads else torch.zeros_like(x)
 
     @torch.no_grad()
-    def judge_at(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, kappa: float = 0.0) -> torch.Tensor:
+    def judge_at(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, ids: torch.Tensor, step: int,
+                 kappa: float = 0.0) -> torch.Tensor:
         """The success test on fresh samples of the model at ``x``."""
-        parts = [self.judge(self.sample_logits(model, x[sl]), target[sl], kappa)
+        parts = [self.judge(self.sample_logits(model, x[sl], ids[sl], step), target[sl], kappa)
                  for sl in self.chunks(len(x), x.device)]
         return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.bool, device=x.device)
 
     def judge(self, logits: torch.Tensor, target: torch.Tensor, kappa: float = 0.0) -> torch.Tensor:
         """The attacker's success test on ``(k, B, C)`` logits (see the module docstring)."""
-        z = logits[0] if self.success_test == "single" else logits.mean(0)
-        return cw_margin(z.detach(), target) < -kappa
+        return self.judge_fn(logits, target, kappa)
+
+    def uniform(self, x: torch.Tensor, ids: torch.Tensor, *labels: int) -> torch.Tensor:
+        """Uniforms in [0, 1) shaped like ``x``, keyed per example (e.g. PGD's random start)."""
+        with noise.keyed(noise.row_keys(self._key_seed, ids, noise.START, *labels)):
+            return noise.uniform(x.shape, x.device, x.dtype)
 
     def params(self) -> dict:
-        """The attack's own parameters (those a strategy id lists)."""
-        return {}
+        """The attack's own resolved parameters (as declared in the registry)."""
+        return dict(self.settings)
 
     def __repr__(self) -> str:
-        extra = [f"{k}={v!r}" for k, v in self.params().items()]
+        extra = [f"{k}={v!r}" for k, v in self.settings.items()]
         extra += [f"eot={self.eot}", f"success_test={self.success_test!r}", f"seed={self.seed}"]
         return f"{type(self).__name__}({', '.join(extra)})"
 

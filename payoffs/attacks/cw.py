@@ -15,7 +15,7 @@ import math
 import torch
 from torch import nn
 
-from payoffs.attacks.base import Attack, _check_bool, _check_float, _check_int, input_gradient
+from payoffs.attacks.base import Attack, input_gradient
 from payoffs.attacks.objectives import cw_margin
 
 ADAM_BETAS = (0.9, 0.999)
@@ -27,7 +27,7 @@ TANH_SHRINK = 0.999999  # keeps atanh finite at pixels exactly 0 or 1, as the re
 class CarliniWagnerL2(Attack):
     """Targeted C&W-L2 with the paper's stochastic white-box semantics.
 
-    Arguments and defaults:
+    Parameters and defaults (declared in :data:`payoffs.registry.ATTACKS`):
 
     * ``kappa = 0``: confidence margin in f (paper eq. 5: ``f = max(max_{i != t} Z_i - Z_t, -kappa)``).
     * ``initial_c = 10``: the first trade-off constant, the value of CleverHans's MNIST C&W tutorial. On the
@@ -57,23 +57,14 @@ class CarliniWagnerL2(Attack):
     """
 
     name = "cw"
+    kappa: float
+    initial_c: float
+    search_steps: int
+    iterations: int
+    learning_rate: float
+    abort_early: bool
 
-    def __init__(self, kappa: float = 0.0, initial_c: float = 10.0, search_steps: int = 10, iterations: int = 100,
-                 learning_rate: float = 0.1, abort_early: bool = True, *, eot: int = 1, success_test: str = "single",
-                 seed: int | None = None, batch_size: int | None = None) -> None:
-        super().__init__(eot=eot, success_test=success_test, seed=seed, batch_size=batch_size)
-        self.kappa = _check_float("cw kappa", kappa, 0.0)
-        self.initial_c = _check_float("cw initial_c", initial_c, 0.0, NO_UPPER_BOUND, low_open=True)
-        self.search_steps = _check_int("cw search_steps", search_steps, 1)
-        self.iterations = _check_int("cw iterations", iterations, 1)
-        self.learning_rate = _check_float("cw learning_rate", learning_rate, 0.0, low_open=True)
-        self.abort_early = _check_bool("cw abort_early", abort_early)
-
-    def params(self) -> dict:
-        return {"kappa": self.kappa, "initial_c": self.initial_c, "search_steps": self.search_steps,
-                "iterations": self.iterations, "learning_rate": self.learning_rate}
-
-    def _run(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor):
+    def run(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, ids: torch.Tensor):
         n, dev = len(x), x.device
         w0 = torch.atanh((2.0 * x - 1.0) * TANH_SHRINK)
         x_rec = (torch.tanh(w0) + 1.0) / 2.0  # the reference measures distance from the tanh round trip
@@ -86,14 +77,14 @@ class CarliniWagnerL2(Attack):
         for s in range(self.search_steps):
             if self.search_steps >= 10 and s == self.search_steps - 1:
                 c = upper.clone()
-            found = self._search_step(model, w0, x_rec, target, c.to(x.dtype), best_l2, best_adv, iterations)
+            found = self._search_step(model, w0, x_rec, target, ids, s, c.to(x.dtype), best_l2, best_adv, iterations)
             upper = torch.where(found, torch.minimum(upper, c), upper)
             lower = torch.where(found, lower, torch.maximum(lower, c))
             c = torch.where(upper < 1e9, (lower + upper) / 2, torch.where(found, c, c * 10))
         return best_adv, torch.isfinite(best_l2), iterations
 
     def _search_step(self, model: nn.Module, w0: torch.Tensor, x_rec: torch.Tensor, target: torch.Tensor,
-                     c: torch.Tensor, best_l2: torch.Tensor, best_adv: torch.Tensor,
+                     ids: torch.Tensor, search: int, c: torch.Tensor, best_l2: torch.Tensor, best_adv: torch.Tensor,
                      iterations: torch.Tensor) -> torch.Tensor:
         """One Adam run at fixed c per example; updates the bests in place, returns which examples succeeded."""
         n = len(w0)
@@ -101,12 +92,13 @@ class CarliniWagnerL2(Attack):
         check_every = max(1, self.iterations // 10)
         found = torch.zeros(n, dtype=torch.bool, device=w0.device)
         idx = torch.arange(n, device=w0.device)  # active examples, compacted as they abort
-        w0_a, x_rec_a, t_a, c_a = w0, x_rec, target, c
+        w0_a, x_rec_a, t_a, c_a, ids_a = w0, x_rec, target, c, ids
         delta = torch.zeros_like(w0)
         m, v = torch.zeros_like(w0), torch.zeros_like(w0)
         prev = torch.full((n,), math.inf, device=w0.device)
         for it in range(self.iterations):
-            parts = [self._loss_and_grad(model, w0_a[sl], x_rec_a[sl], t_a[sl], c_a[sl], delta[sl])
+            step = search * self.iterations + it
+            parts = [self._loss_and_grad(model, w0_a[sl], x_rec_a[sl], t_a[sl], c_a[sl], delta[sl], ids_a[sl], step)
                      for sl in self.chunks(len(idx), w0.device)]
             x_new, logits, l2sq, loss, grad = (torch.cat([p[i] for p in parts], dim=1 if i == 1 else 0)
                                                for i in range(5))
@@ -131,15 +123,17 @@ class CarliniWagnerL2(Attack):
                         if not bool(keep.any()):
                             break
                         idx, w0_a, x_rec_a, t_a, c_a = idx[keep], w0_a[keep], x_rec_a[keep], t_a[keep], c_a[keep]
+                        ids_a = ids_a[keep]
                         delta, m, v, prev = delta[keep], m[keep], v[keep], prev[keep]
         return found
 
     def _loss_and_grad(self, model: nn.Module, w0: torch.Tensor, x_rec: torch.Tensor, target: torch.Tensor,
-                       c: torch.Tensor, delta: torch.Tensor) -> tuple[torch.Tensor, ...]:
+                       c: torch.Tensor, delta: torch.Tensor, ids: torch.Tensor,
+                       step: int) -> tuple[torch.Tensor, ...]:
         """x', logits (k, b, C), ||x' - x||^2, loss and d loss / d delta for one forward pass of examples."""
         delta = delta.detach().requires_grad_(True)
         x_new = (torch.tanh(w0 + delta) + 1.0) / 2.0
-        logits = self.sample_logits(model, x_new)
+        logits = self.sample_logits(model, x_new, ids, step)
         f = (cw_margin(logits, target.expand(logits.shape[0], -1)) + self.kappa).clamp_min(0.0).mean(0)
         l2sq = (x_new - x_rec).flatten(1).pow(2).sum(1)
         loss = l2sq + c * f

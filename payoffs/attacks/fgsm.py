@@ -5,7 +5,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from payoffs.attacks.base import Attack, _check_float
+from payoffs.attacks.base import Attack
 
 
 def targeted_ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -17,25 +17,19 @@ def targeted_ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 class FGSM(Attack):
     """Targeted FGSM: ``x' = clip_[0,1](x - eps * sign(grad_x L(x, t)))``, L the cross-entropy towards t.
 
-    One gradient step of Linf size ``eps`` (default 0.25, the paper's setting after Goodfellow et al.).
-    Against a randomized model the gradient is that of one sampled sub-network, or the mean over ``eot``
-    samples. ``success`` is the attacker's test (``single`` / ``expected``) on one fresh forward pass at x'.
+    One gradient step of Linf size ``eps`` (default 0.25, the paper's setting after Goodfellow et al.; declared in
+    :data:`payoffs.registry.ATTACKS`). Against a randomized model the gradient is that of one sampled
+    sub-network, or the mean over ``eot`` samples. ``success`` is the attacker's test (``single`` /
+    ``expected``) on fresh samples at x'.
 
     >>> FGSM(eps=0.25)(model, x, target).success.float().mean()  # doctest: +SKIP
     """
 
     name = "fgsm"
+    eps: float
 
-    def __init__(self, eps: float = 0.25, *, eot: int = 1, success_test: str = "single", seed: int | None = None,
-                 batch_size: int | None = None) -> None:
-        super().__init__(eot=eot, success_test=success_test, seed=seed, batch_size=batch_size)
-        self.eps = _check_float("fgsm eps", eps, 0.0, 1.0, low_open=True)
-
-    def params(self) -> dict:
-        return {"eps": self.eps}
-
-    def _run(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor):
-        grad = self.loss_gradient(model, x, target, targeted_ce)
+    def run(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, ids: torch.Tensor):
+        grad = self.loss_gradient(model, x, target, ids, 0, targeted_ce)
         x_adv = (x - self.eps * grad.sign()).clamp(0.0, 1.0)
-        success = self.judge_at(model, x_adv, target)
+        success = self.judge_at(model, x_adv, target, ids, 1)
         return x_adv, success, torch.ones(len(x), dtype=torch.int64, device=x.device)

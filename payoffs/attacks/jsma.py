@@ -9,10 +9,8 @@ import math
 import torch
 from torch import nn
 
-from payoffs.attacks.base import Attack, _check_float
-from payoffs.errors import DefdropError
+from payoffs.attacks.base import Attack
 
-SALIENCY_OUTPUTS = ("logits", "probs")
 PAIR_BUDGET = 1 << 23
 """Pair scores held at once (elements of one (examples, rows, features) block), bounding memory at a few
 hundred MB whatever the batch: 13 MNIST examples per block, or half the pair matrix of one CIFAR image."""
@@ -51,26 +49,15 @@ class JSMA(Attack):
     """
 
     name = "jsma"
-
-    def __init__(self, theta: float = 1.0, gamma: float = 0.1, *, saliency: str = "probs", eot: int = 1,
-                 success_test: str = "single", seed: int | None = None, batch_size: int | None = None) -> None:
-        super().__init__(eot=eot, success_test=success_test, seed=seed, batch_size=batch_size)
-        self.theta = _check_float("jsma theta", theta, -1.0, 1.0)
-        if self.theta == 0.0:
-            raise DefdropError("jsma theta 0 must be nonzero (it is the change applied to each chosen feature)")
-        self.gamma = _check_float("jsma gamma", gamma, 0.0, 1.0, low_open=True)
-        if saliency not in SALIENCY_OUTPUTS:
-            raise DefdropError(f"jsma saliency {saliency!r} must be one of {', '.join(SALIENCY_OUTPUTS)}")
-        self.saliency = saliency
-
-    def params(self) -> dict:
-        return {"theta": self.theta, "gamma": self.gamma}
+    theta: float
+    gamma: float
+    saliency: str
 
     def max_steps(self, features: int) -> int:
         """CleverHans's budget: ``floor(features * gamma / 2)`` pair steps."""
         return int(math.floor(features * self.gamma / 2))
 
-    def _run(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor):
+    def run(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, ids: torch.Tensor):
         b, shape = len(x), x.shape[1:]
         xf = x.flatten(1).clone()
         n = xf.shape[1]
@@ -82,7 +69,7 @@ class JSMA(Attack):
         active = torch.arange(b, device=x.device)
         for step in range(budget + 1):
             ok, alpha, beta = self._judge_and_saliency(model, xf[active].view(-1, *shape), target[active],
-                                                       want_saliency=step < budget)
+                                                       ids[active], step, want_saliency=step < budget)
             success[active] = ok
             go = ~ok & (domain[active].sum(1) >= 2)
             if step == budget or not bool(go.any()):
@@ -97,14 +84,15 @@ class JSMA(Attack):
             active = active[go]
         return xf.view(b, *shape), success, iterations
 
-    def _judge_and_saliency(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor,
-                            want_saliency: bool) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    def _judge_and_saliency(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, ids: torch.Tensor,
+                            step: int, want_saliency: bool
+                            ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """Success test and (alpha, beta) flattened, both from the same sampled sub-networks at ``x``."""
         oks, alphas, betas = [], [], []
         for sl in self.chunks(len(x), x.device):
             xv = x[sl].detach().requires_grad_(want_saliency)
             with torch.set_grad_enabled(want_saliency):
-                logits = self.sample_logits(model, xv)
+                logits = self.sample_logits(model, xv, ids[sl], step)
             oks.append(self.judge(logits, target[sl]))
             if want_saliency:
                 alpha, beta = self._saliency(logits, xv, target[sl])

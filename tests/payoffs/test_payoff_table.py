@@ -72,7 +72,9 @@ def test_deterministic_model_cw_asr_is_one(refs, tmp_path: Path) -> None:
     row = table.iloc[0]
     assert row["n_attacks"] == 27
     assert row["asr"] == 1.0 and row["asr_majority"] == 1.0 and row["asr_believed"] == 1.0
-    assert row["asr_low"] == row["asr_high"] == 1.0
+    # Every attack won every sample: the interval is the exact one over the 3 images, not a zero-width one.
+    assert row["asr_high"] == 1.0 and row["asr_low"] == pytest.approx(0.025 ** (1 / 3))
+    assert "(Clopper-Pearson) over 3 images" in row["asr_interval"]
     assert 0 < row["l2_mean"] < 5
 
 
@@ -118,23 +120,37 @@ def test_other_seed_other_key(refs, tmp_path: Path) -> None:
     assert a["key"].iloc[0] != b["key"].iloc[0]
 
 
-def test_parallel_jobs_give_the_same_table(refs, table_2x3, tmp_path: Path) -> None:
+def test_parallel_jobs_give_the_same_table(refs, tmp_path: Path) -> None:
+    """Workers draw the same keyed randomness as one process. (Each of the 2 workers runs 1 torch thread, so the
+    reference runs with 1 thread too: another thread count may round a kernel's last bit differently.)"""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        serial = build_payoff_table(refs, _attackers(), _defenders(), n_images=2, eval_samples=5, seed=0,
+                                    cache_dir=tmp_path / "serial")
+    finally:
+        torch.set_num_threads(threads)
     parallel = build_payoff_table(refs, _attackers(), _defenders(), n_images=2, eval_samples=5, seed=0,
-                                  cache_dir=tmp_path, jobs=2)
-    pd.testing.assert_frame_equal(_strip(parallel), _strip(table_2x3))
+                                  cache_dir=tmp_path / "parallel", jobs=2)
+    pd.testing.assert_frame_equal(_strip(parallel), _strip(serial))
 
 
 def test_batch_size_is_a_speed_knob(refs, tmp_path: Path) -> None:
-    """Same protocol, same cache key; on the undefended model (deterministic) the same numbers too."""
-    kwargs = dict(n_images=2, eval_samples=3, seed=0)
-    whole = build_payoff_table(refs, attacker_space(["cw"], FAST_CW), defender_space([0.0]), cache_dir=tmp_path / "a",
-                               batch_size=900, **kwargs)
-    split = build_payoff_table(refs, attacker_space(["cw"], FAST_CW), defender_space([0.0]), cache_dir=tmp_path / "b",
-                               batch_size=4, **kwargs)  # 18 attacks in batches of 4
+    """Same protocol, same cache key, same numbers: on a dropout defender and with EOT too, because every draw
+    is keyed by the example and the step, not by its place in a batch."""
+    kwargs = dict(n_images=1, eval_samples=3, seed=0)
+    attackers = (attacker_space(["cw"], {"search_steps": [2], "iterations": [10]}, eot=[3], success_test=["expected"])
+                 + attacker_space(["pgd"], {"steps": [2]}))
+    defenders = defender_space([0.5], sap=True)
+    whole = build_payoff_table(refs, attackers, defenders, cache_dir=tmp_path / "a", batch_size=900, **kwargs)
+    split = build_payoff_table(refs, attackers, defenders, cache_dir=tmp_path / "b", batch_size=7,
+                               **kwargs)  # 9 attacks in batches of 7 and 2
     assert whole["key"].tolist() == split["key"].tolist()
     pd.testing.assert_frame_equal(_strip(whole), _strip(split), check_exact=False, atol=1e-5)
     from payoffs.errors import DefdropError
-    with pytest.raises(DefdropError, match="--batch-size 0"):
+    with pytest.raises(DefdropError, match="batch_size 0"):
         build_payoff_table(refs, attacker_space(["fgsm"]), defender_space([0.0]), cache_dir=tmp_path / "c",
                            batch_size=0, **kwargs)
 
@@ -148,7 +164,8 @@ def test_csv_and_sidecar(refs, table_2x3, tmp_path: Path) -> None:
     back = pd.read_csv(out)
     assert list(back.columns) == TABLE_COLUMNS and len(back) == 6
     settings = json.loads(sidecar.read_text())
-    assert settings["models"][0]["hash"] == refs[0].hash
+    assert settings["models"][0]["identity"] == refs[0].identity
+    assert out.with_suffix(".images.npz").is_file()
     assert settings["n_images"] == 2 and settings["eval_samples"] == 5 and "torch" in settings["versions"]
 
 
@@ -199,3 +216,23 @@ def test_kill_minus_nine_then_resume(small_checkpoint, tmp_path: Path) -> None:
     assert len(list(cache.glob("*.json"))) == 9
     assert all(CellCache(cache).path(name[:-5]).stat().st_mtime_ns == ns for name, ns in stamps.items())
     assert len(pd.read_csv(tmp_path / "p.csv")) == 6
+
+
+@pytest.mark.parametrize("content", ["{}", "[]", '{"asr": "high"}', "nonsense", '{"key": "x", "protocol": 1}'])
+def test_cache_record_of_the_wrong_shape_is_recomputed(refs, tmp_path: Path, content: str) -> None:
+    kwargs = dict(n_images=1, eval_samples=2, seed=0, cache_dir=tmp_path)
+    first = build_payoff_table(refs, attacker_space(["fgsm"]), defender_space([0.5]), **kwargs)
+    (tmp_path / f"{first['key'].iloc[0]}.json").write_text(content)
+    stats = BuildStats()
+    again = build_payoff_table(refs, attacker_space(["fgsm"]), defender_space([0.5]), stats=stats, **kwargs)
+    assert (stats.computed, stats.cached) == (1, 1)
+    pd.testing.assert_frame_equal(_strip(again), _strip(first))
+
+
+def test_too_many_images_fails_before_any_cell_runs(refs, tmp_path: Path) -> None:
+    from payoffs.errors import DefdropError
+
+    with pytest.raises(DefdropError, match="950 images requested but the undefended model .* classifies only"):
+        build_payoff_table(refs, attacker_space(["fgsm"]), defender_space([0.0, 0.5]), n_images=950,
+                           eval_samples=2, cache_dir=tmp_path / "c")
+    assert not list((tmp_path / "c").glob("*.json")) if (tmp_path / "c").exists() else True
