@@ -51,9 +51,9 @@ def test_perfect_ranking_gives_rho_minus_one_and_an_exact_permutation_p() -> Non
     # Two of the 7! pairings reach |rho| = 1.
     assert row["p_value"] == pytest.approx(2 / math.factorial(7))
     assert row["rho_high"] < 0
-    assert row["verdict"] == "as the paper predicts" and row["expected"] == "-"
+    assert row["verdict"] == "agrees" and row["expected"] == "-"
     snr = rel.table.set_index("statistic").loc["snr_all"]
-    assert snr["rho"] == pytest.approx(1.0) and snr["verdict"] == "as the paper predicts"
+    assert snr["rho"] == pytest.approx(1.0) and snr["verdict"] == "agrees"
     # Only the statistics' model (train_dropout 0.3) is used, one attacker: one row per statistic.
     assert len(rel.table) == len(rel.statistics)
     assert len(rel.points) == 7
@@ -74,7 +74,7 @@ def test_rho_matches_scipy_and_sap_out_of_line_is_reported() -> None:
 def test_opposite_relation_is_against_the_paper() -> None:
     asr = lambda kind, rate, r: {"none": 0.0, "sap": 0.05}.get(kind, rate)  # noqa: E731
     rel = variance_asr_relation(make_stats(paper_var), make_payoff_table(attackers=("cw",), asr_of=asr, asr_se=0.001))
-    assert rel.table.set_index("statistic").loc["var_all", "verdict"] == "against the paper"
+    assert rel.table.set_index("statistic").loc["var_all", "verdict"] == "disagrees"
 
 
 def test_noisy_estimates_widen_the_interval_and_stay_inconclusive() -> None:
