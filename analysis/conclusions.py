@@ -42,6 +42,10 @@ def _paper_pct(v: float) -> str:
     return f"{100 * v:.2f}".rstrip("0").rstrip(".") + "%"
 
 
+def _n(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
+
+
 def _pp(v: float) -> str:
     return f"{100 * v:+.1f} pp"
 
@@ -133,19 +137,24 @@ def headline(table: pd.DataFrame, images: ImageData | None = None) -> Finding:
     if base is None or defended is None:
         missing = "r' = 0" if base is None else f"r' = {r_test:g}"
         return not_comparable(f"the table has no C&W cell of the paper's attacker at {missing} on that model")
-    verdict = against_value(float(defended["asr_low"]), float(defended["asr_high"]), h["asr_defended"])
+    # Both ends of the headline: the undefended 100% and the defended 13.89%.
+    verdict = combine([against_value(float(base["asr_low"]), float(base["asr_high"]), h["asr_undefended"]),
+                       against_value(float(defended["asr_low"]), float(defended["asr_high"]), h["asr_defended"])])
     drop = difference(accuracy_estimate(base), accuracy_estimate(defended), images, level=LEVEL)
     dataset = str(defended["dataset"])
-    paper = _paper_pct(h["asr_defended"])
+    margin = f"{100 * AGREEMENT_MARGIN:g} pp"
+    gaps = (f"{_pp(base['asr'] - h['asr_undefended'])} undefended, {_pp(defended['asr'] - h['asr_defended'])} "
+            "defended")
     judged = {
-        AGREES: f"this agrees with the paper (our interval lies within {100 * AGREEMENT_MARGIN:g} pp of {paper}).",
-        DISAGREES: f"this disagrees with the paper: our interval lies {100 * AGREEMENT_MARGIN:g} pp or more from "
-                   f"{paper} ({_pp(defended['asr'] - h['asr_defended'])}).",
-        INCONCLUSIVE: f"inconclusive: our interval neither lies within {100 * AGREEMENT_MARGIN:g} pp of {paper} nor "
-                      f"excludes that range ({_pp(defended['asr'] - h['asr_defended'])}).",
+        AGREES: f"this agrees with the paper (both our intervals lie within {margin} of the paper's values).",
+        DISAGREES: f"this disagrees with the paper: an interval of ours lies {margin} or more from the paper's "
+                   f"value ({gaps}).",
+        INCONCLUSIVE: f"inconclusive: our intervals neither lie within {margin} of the paper's values nor exclude "
+                      f"that range ({gaps}).",
     }[verdict]
-    text = (f"{claim}: on {MNIST_DATASETS.get(dataset, dataset)} we measure {_pct(base['asr'])} -> "
-            f"{_pct(defended['asr'])} ({level_text()} interval {_span(defended['asr_low'], defended['asr_high'])}, "
+    text = (f"{claim}: on {MNIST_DATASETS.get(dataset, dataset)} we measure {_pct(base['asr'])} "
+            f"{_span(base['asr_low'], base['asr_high'])} -> {_pct(defended['asr'])} "
+            f"({level_text()} interval {_span(defended['asr_low'], defended['asr_high'])}, "
             f"{int(defended['n_attacks'])} attacks x M = {int(defended['n_samples'])}) at a {_pct(drop.estimate)} "
             f"accuracy cost ({_span(drop.low, drop.high)}, {_how(drop)}): " + judged)
     return Finding("headline", verdict, text)
@@ -167,13 +176,14 @@ def table_agreement(comparison: pd.DataFrame) -> list[Finding]:
         if not comparable_dataset(paper_ds, our_ds):
             # A CIFAR-10 table set beside an MNIST run is shown, but it is no test of agreement.
             out.append(Finding(name, INFO, f"{title}: not comparable here: the paper's numbers are on {paper_ds}, "
-                                           f"ours on {our_ds}; on average ours are {_pp(gap)} from the paper's."))
+                                           f"ours on {our_ds}."))
             continue
         out.append(Finding(name, combine(verdicts),
-                           f"{title}: of {len(ran)} ASR values, {counts[AGREES]} agree with the paper (our "
-                           f"{level_text()} interval within {100 * AGREEMENT_MARGIN:g} pp of it), {counts[DISAGREES]} "
-                           f"disagree and {counts[INCONCLUSIVE]} are inconclusive; on average ours are {_pp(gap)} "
-                           f"from the paper's."))
+                           f"{title}: of {len(ran)} ASR values, {_n(counts[AGREES], 'agrees', 'agree')} with the "
+                           f"paper (our {level_text()} interval within {100 * AGREEMENT_MARGIN:g} pp of it), "
+                           f"{_n(counts[DISAGREES], 'disagrees', 'disagree')} and "
+                           f"{_n(counts[INCONCLUSIVE], 'is inconclusive', 'are inconclusive')}; on average ours are "
+                           f"{_pp(gap)} from the paper's."))
     return out
 
 
@@ -300,6 +310,10 @@ def sap_vs_dropout(table: pd.DataFrame, images: ImageData | None = None) -> list
 def variance_finding(relation_row: pd.Series) -> Finding:
     """The gradient-variance relation's row (``analysis.gradvar.variance_asr_relation``) as a finding."""
     r = relation_row
+    if int(r["n"]) < 3 or math.isnan(r["rho"]):
+        return Finding("variance", INCONCLUSIVE,
+                       f"Gradient variance against ASR: {int(r['n'])} defender strategies with distinct values are "
+                       "too few for a rank correlation.")
     said = {AGREES: "larger variance goes with lower ASR, as the paper's explanation predicts",
             DISAGREES: "larger variance goes with higher ASR, against the paper's explanation",
             INCONCLUSIVE: "no relation is shown"}.get(r["verdict"], str(r["verdict"]))
@@ -332,11 +346,13 @@ def summary_line(findings: list[Finding]) -> str:
     paper = [f for f in findings if f.verdict != INFO and not f.topic.startswith("adaptive-")]
     adaptive = [f for f in findings if f.verdict != INFO and f.topic.startswith("adaptive-")]
     c = counts(paper)
-    text = (f"Of {len(paper)} checks against the paper ({level_text()} intervals), {c[AGREES]} agree, "
-            f"{c[DISAGREES]} disagree and {c[INCONCLUSIVE]} are inconclusive.")
+    text = (f"Of {len(paper)} checks against the paper ({level_text()} intervals), {_n(c[AGREES], 'agrees', 'agree')}, "
+            f"{_n(c[DISAGREES], 'disagrees', 'disagree')} and "
+            f"{_n(c[INCONCLUSIVE], 'is inconclusive', 'are inconclusive')}.")
     if adaptive:
         a = counts(adaptive)
         text += (f" Against the designated adaptive attacker the defense holds up in {a[AGREES]} of {len(adaptive)} "
-                 f"settings, does not survive in {a[DISAGREES]} and {a[INCONCLUSIVE]} are inconclusive (a rise of "
+                 f"settings, does not survive in {a[DISAGREES]} and {_n(a[INCONCLUSIVE], 'is', 'are')} inconclusive "
+                 f"(a rise of "
                  f"{100 * ADAPTIVE_RISE_MARGIN:g} pp or more counts).")
     return text

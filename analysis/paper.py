@@ -12,7 +12,7 @@ import pandas as pd
 from analysis.verdicts import against_value
 from gameplay import rules
 
-MNIST_DATASETS = {"mnist": "MNIST", "mnist-5k": "mnist-5k, a 5,000-image subset of MNIST"}
+MNIST_DATASETS = {"mnist": "MNIST", "mnist-5k": "mnist-5k (a 5,000-image subset of MNIST)"}
 """Our datasets that are the paper's MNIST (the whole of it, or a subset of its digits)."""
 
 

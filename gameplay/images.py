@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import io
 import math
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -179,9 +178,13 @@ def _keys(values, name: str, fail) -> tuple[str, ...]:
     arr = np.asarray(values)
     if arr.ndim != 1:
         raise fail(f"{name} has shape {arr.shape}, expected one dimension")
-    if arr.size and arr.dtype.kind not in "US":
+    text = arr.dtype.kind in "US" or (arr.dtype.kind == "O" and all(isinstance(k, str) for k in arr.tolist()))
+    if arr.size and not text:
         raise fail(f"{name} has dtype {arr.dtype}, expected strings")
-    keys = tuple(str(k) for k in arr.tolist())
+    try:
+        keys = tuple(k.decode() if isinstance(k, bytes) else str(k) for k in arr.tolist())
+    except UnicodeDecodeError:
+        raise fail(f"{name} holds bytes that are not text") from None
     if any(not k.strip() for k in keys):
         raise fail(f"{name} has an empty key")
     if len(set(keys)) != len(keys):
@@ -196,18 +199,26 @@ def read_image_data(path: str | Path) -> ImageData:
     if not path.is_file():
         raise DefdropError(f"per-image data {path} does not exist")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            missing = [k for k in ARRAYS if k not in npz.files]
-            if missing:
-                raise DefdropError(f"per-image data {path}: missing array(s) {', '.join(missing)} "
-                                   f"(needs {', '.join(ARRAYS)})")
+        npz = np.load(path, allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is one line, whatever numpy raises
+        raise DefdropError(f"per-image data {path} is not a readable .npz without pickles: {_first(exc)}") from None
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+        raise DefdropError(f"per-image data {path} is a single array, not an .npz archive of {', '.join(ARRAYS)}")
+    with npz:
+        missing = [k for k in ARRAYS if k not in npz.files]
+        if missing:
+            raise DefdropError(f"per-image data {path}: missing array(s) {', '.join(missing)} "
+                               f"(needs {', '.join(ARRAYS)})")
+        try:
             arrays = {k: npz[k] for k in ARRAYS}
-    except DefdropError:
-        raise
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
-        first = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise DefdropError(f"per-image data {path} is not a readable .npz without pickles: {first}") from None
+        except Exception as exc:  # noqa: BLE001 - pickled members, truncated or corrupt entries
+            raise DefdropError(f"per-image data {path} is not a readable .npz without pickles: "
+                               f"{_first(exc)}") from None
     return ImageData.from_arrays(source=str(path), **arrays)
+
+
+def _first(exc: Exception) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0] or type(exc).__name__
 
 
 # --------------------------------------------------------------------------- intervals of contrasts

@@ -44,7 +44,7 @@ def headline_table(r: float = 0.3, dataset: str = "mnist-5k", defended: float = 
 # --------------------------------------------------------------------------- headline
 def test_headline_agrees_only_on_the_papers_model_and_dataset() -> None:
     assert headline(headline_table()).verdict == AGREES
-    assert "mnist-5k, a 5,000-image subset of MNIST" in headline(headline_table()).text
+    assert "mnist-5k (a 5,000-image subset of MNIST)" in headline(headline_table()).text
     # Fashion-MNIST with only an r = 0.9 model: once "agrees" by taking the nearest training rate anywhere.
     fashion = headline_table(r=0.9, dataset="fashion-mnist")
     h = headline(fashion)
