@@ -296,10 +296,11 @@ def payoff(
 def solve(
     payoff: Path = typer.Argument(..., help="Payoff table CSV (from `defdrop payoff`)."),
     max_accuracy_drop: Optional[float] = typer.Option(
-        None, "--max-accuracy-drop", help="Paper's epsilon: drop defender strategies losing more clean accuracy "
-                                          "than this fraction (0.01 = one point); Algorithm 1 needs it."),
+        None, "--max-accuracy-drop", help="Paper's epsilon: keep defender strategies losing less clean accuracy "
+                                          "than this fraction (0.01 = one point; a drop of exactly epsilon is out, "
+                                          "as in Algorithm 1); Algorithm 1 needs it."),
     solver: str = typer.Option("all", "--solver", help="all | algorithm1 | minimax | nash | stackelberg"),
-    mu: float = typer.Option(0.0, "--mu", help="Attacker's cost per unit of mean L2 (> 0: general-sum)."),
+    mu: float = typer.Option(0.0, "--mu", help="Attacker's cost per unit of L2 paid per attack (> 0: general-sum)."),
     lam: float = typer.Option(0.0, "--lam", help="Defender's cost per unit of accuracy lost (> 0: general-sum)."),
     robustness_samples: int = typer.Option(200, "--robustness-samples",
                                            help="Resampled payoff tables for the robustness figures (0: skip)."),
