@@ -208,7 +208,8 @@ def trend(table: pd.DataFrame, images: ImageData | None = None) -> list[Finding]
         out.append(Finding(f"trend-{attack}-{r:g}", verdict,
                            f"{attack.upper()} on r = {r:g}: ASR {what}: slope {100 * slope.estimate:+.1f} pp per unit "
                            f"r' ({level_text()} interval {_span(slope.low, slope.high, 'pp')}, {_how(slope)}; "
-                           f"Spearman rho = {'n/a' if math.isnan(rho) else f'{rho:.2f}'}), from {_pct(group['asr'].iloc[0])} at r' = {x[0]:g} to "
+                           f"Spearman rho = {'n/a' if math.isnan(rho) else f'{rho:.2f}'}), from "
+                           f"{_pct(group['asr'].iloc[0])} at r' = {x[0]:g} to "
                            f"{_pct(group['asr'].iloc[-1])} at r' = {x[-1]:g}."))
     return out
 
@@ -276,7 +277,8 @@ def adaptive_effect(table: pd.DataFrame, chosen_rate: dict[float, float] | None 
             out.append(Finding(f"adaptive-{attack}-{r:g}-{r_test:g}", verdict,
                                f"Adaptive {attack.upper()} ({strong['attacker']}, the designated adaptive attacker) "
                                f"against r = {r:g}, r' = {r_test:g}: ASR {_pct(weak['asr'])} -> {_pct(strong['asr'])} "
-                               f"(rise {_pp(rise.estimate)}, {level_text()} interval {_span(rise.low, rise.high, 'pp')}, "
+                               f"(rise {_pp(rise.estimate)}, {level_text()} interval "
+                               f"{_span(rise.low, rise.high, 'pp')}, "
                                f"{_how(rise)}). " + said[verdict]))
     return out
 

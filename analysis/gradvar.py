@@ -582,7 +582,8 @@ def _statistic_draws(g: pd.DataFrame, stat: str, per_image: pd.DataFrame | None,
     return x + rng.standard_normal((resamples, len(x))) * se
 
 
-def _asr_draws(g: pd.DataFrame, images: ImageData | None, resamples: int, rng: np.random.Generator) -> tuple[np.ndarray, bool]:
+def _asr_draws(g: pd.DataFrame, images: ImageData | None, resamples: int,
+               rng: np.random.Generator) -> tuple[np.ndarray, bool]:
     """(resamples, k) draws of each strategy's ASR: paired over the payoff table's images when ``images`` holds
     every cell, else each ASR redrawn within its standard error; and whether paired."""
     keys = list(g["key"]) if "key" in g else []
@@ -673,7 +674,7 @@ def variance_asr_relation(stats_df: pd.DataFrame, payoff_df: pd.DataFrame,
             if per_image is None:
                 interval = NOISE_INTERVAL
             else:
-                interval = (f"bootstrap over images: gradient images resampled jointly across strategies, ASR "
+                interval = ("bootstrap over images: gradient images resampled jointly across strategies, ASR "
                             + ("paired over the payoff table's images" if paired
                                else "redrawn within its standard errors"))
             rows.append({**dict(zip(groups, gkey)), "statistic": stat, "n": len(g), "rho": rho,

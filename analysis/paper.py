@@ -39,7 +39,8 @@ def _rate(value: float) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.2f}%"
 
 
-def _match(table: pd.DataFrame, attack: str, train: float, test: float | None, defense: str | None = None) -> pd.Series | None:
+def _match(table: pd.DataFrame, attack: str, train: float, test: float | None,
+           defense: str | None = None) -> pd.Series | None:
     rows = table[(table["attack"] == attack) & ~is_adaptive(table) & np.isclose(table["train_dropout"], train)]
     if defense == "sap":
         rows = rows[rows["defense"] == "sap"]

@@ -69,7 +69,7 @@ class Profile:
     gradvar_samples: int = FIGURE4["samples"]  # Figure 4: 50 sampled gradients in 5 dimensions, r' = 0.1..0.9
     gradvar_dims: int = FIGURE4["dims"]
     gradvar_test_rates: tuple[float, ...] = tuple(FIGURE4["test_dropout"])
-    gradvar_train_rate: float = PAPER["headline"]["train_dropout"]  # our C&W model; the paper's Figure 4 is CIFAR r = 0.7
+    gradvar_train_rate: float = PAPER["headline"]["train_dropout"]  # our C&W model (the paper's Fig. 4: CIFAR r = 0.7)
     max_accuracy_drop: float = PAPER["mnist_accuracy_limit"]["max_accuracy_drop"]  # Tables 4-6: "<1%" drop
     description: str = ""
 
@@ -276,7 +276,8 @@ def solve_stage(table: pd.DataFrame, out_dir: Path, profile: Profile, seed: int,
         for label, rows in (("paper attacker", group[~is_adaptive(group)]), ("with EOT", group)):
             if rows["attacker"].nunique() < 2 or rows["defender"].nunique() < 2:
                 continue
-            path = out_dir / "tables" / f"game-r{r:g}-{attack_set}-{'paper' if label == 'paper attacker' else 'eot'}.csv"
+            space = "paper" if label == "paper attacker" else "eot"
+            path = out_dir / "tables" / f"game-r{r:g}-{attack_set}-{space}.csv"
             path.parent.mkdir(parents=True, exist_ok=True)
             rows.to_csv(path, index=False)
             game = payoff_table_from_frame(rows, str(path), images)
@@ -370,9 +371,10 @@ def build_report_blocks(result: StudyResult, comparison: pd.DataFrame, findings,
         if relation is not None:
             blocks.append("Does gradient variance predict ASR across defender strategies here?")
             blocks.append(relation.table)
-    blocks.append(f"## Algorithm 1 and the game\n\nAlgorithm 1 (the paper's section 3.4) walks r' upward while the drop "
-                  f"in clean accuracy from the undefended model's stays below epsilon = {p.max_accuracy_drop:g}, and "
-                  f"deploys the last rate where it did; below, every attacker's ASR at that rate (the adaptive ones included).")
+    blocks.append(f"## Algorithm 1 and the game\n\nAlgorithm 1 (the paper's section 3.4) walks r' upward while the "
+                  f"drop in clean accuracy from the undefended model's stays below epsilon = {p.max_accuracy_drop:g}, and "
+                  f"deploys the last rate where it did; below, every attacker's ASR at that rate (the adaptive ones "
+                  "included).")
     if not alg1.empty:
         blocks.append(alg1)
     for a in answers:

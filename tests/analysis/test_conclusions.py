@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pandas as pd
-import pytest
 
 import analysis.conclusions as conclusions
 from analysis.conclusions import (adaptive_effect, believed_vs_measured, headline, sap_vs_dropout, summary_line,

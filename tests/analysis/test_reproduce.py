@@ -144,3 +144,28 @@ def test_paper_numbers_transcribed_once() -> None:
 def test_bad_profile_is_one_line() -> None:
     result = CliRunner().invoke(app, ["reproduce", "--profile", "huge"])
     assert result.exit_code == 2 and "unknown profile 'huge'" in result.output
+
+
+def test_stages_use_the_per_image_data(smoke_run: Path, tmp_path: Path) -> None:
+    """With a per-image sidecar (here made up to match the table: every image at the cell's ASR), the games are
+    solved with paired robustness draws, each game CSV gets its own sidecar, and comparisons say they are paired."""
+    from analysis.conclusions import write_conclusions
+    from analysis.reproduce import solve_stage
+    from gameplay.images import ImageData, read_image_data, sidecar_path
+
+    table = pd.read_csv(smoke_run / "tables" / "payoff.csv")
+    table["accuracy_key"] = "acc-" + table["defender"]
+    n = 4
+    acc = table.drop_duplicates("accuracy_key")
+    images = ImageData.from_arrays(np.array(table["key"]), np.tile(np.arange(n), (len(table), 1)),
+                                   np.repeat(table["asr"].to_numpy(float)[:, None], n, axis=1),
+                                   np.array(acc["accuracy_key"]),
+                                   np.repeat(acc["clean_accuracy"].to_numpy(float)[:, None], 50, axis=1))
+    answers = solve_stage(table, tmp_path, PROFILES["smoke"], 0, images)
+    assert answers and all(a["report"].robustness.paired for a in answers)
+    for a in answers:
+        side = read_image_data(sidecar_path(a["csv"]))
+        assert set(side.cell_key) == set(pd.read_csv(a["csv"])["key"])
+    findings = write_conclusions(table, compare_with_paper(table), images=images)
+    paired = [f for f in findings if f.topic.startswith(("adaptive-", "sap-"))]
+    assert paired and all("paired over images" in f.text for f in paired)
