@@ -101,12 +101,6 @@ class ImageData:
                    source)
 
     # ------------------------------------------------------------------ lookup
-    @property
-    def n_index(self) -> int:
-        """One more than the largest test-image index any array refers to."""
-        top = int(self.cell_image.max()) + 1 if self.cell_image.size else 0
-        return max(top, self.accuracy_correct.shape[1])
-
     def cell_rows(self, keys: Sequence[str]) -> np.ndarray:
         index = {k: i for i, k in enumerate(self.cell_key)}
         return np.array([index[k] for k in keys], dtype=np.int64)
@@ -130,6 +124,28 @@ class ImageData:
         return ImageData(tuple(self.cell_key[i] for i in c), self.cell_image[c], self.cell_asr[c],
                          tuple(self.accuracy_key[i] for i in a), self.accuracy_correct[a], self.source)
 
+    @classmethod
+    def concat(cls, parts: Sequence["ImageData"], source: str = "<memory>") -> "ImageData":
+        """Several sweeps' per-image data as one (cells appended; an accuracy key in several parts must hold the
+        same values in each, as one defender measured once)."""
+        if not parts:
+            raise DefdropError("no per-image data to combine")
+        accuracy: dict[str, np.ndarray] = {}
+        for part in parts:
+            for key, row in zip(part.accuracy_key, part.accuracy_correct):
+                if key in accuracy and not np.array_equal(accuracy[key], row):
+                    raise DefdropError(f"per-image data {part.source}: accuracy {key} differs from another part's")
+                accuracy.setdefault(key, row)
+        widths = {len(v) for v in accuracy.values()}
+        if len(widths) > 1:
+            raise DefdropError(f"per-image data to combine covers test splits of different sizes {sorted(widths)}")
+        return cls.from_arrays(np.array([k for p in parts for k in p.cell_key], dtype=str),
+                               np.concatenate([p.cell_image for p in parts]),
+                               np.concatenate([p.cell_asr for p in parts]),
+                               np.array(list(accuracy), dtype=str),
+                               np.array(list(accuracy.values())).reshape(len(accuracy), widths.pop() if widths else 0),
+                               source)
+
     def to_bytes(self) -> bytes:
         """The sidecar's bytes (``np.savez``; keys stored as unicode arrays, no pickles)."""
         buf = io.BytesIO()
@@ -142,30 +158,35 @@ class ImageData:
     def resample(self, cell_rows: np.ndarray, accuracy_rows: np.ndarray, replicates: int,
                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """``replicates`` paired bootstrap draws: (R, len(cell_rows)) ASRs and (R, len(accuracy_rows)) accuracies,
-        every draw weighting the same test images alike in every cell and accuracy."""
+        every draw weighting the same test image alike in every cell and accuracy.
+
+        Weights are drawn only for the test images the requested cells and accuracies use (independent Poisson
+        weights, so leaving the others out changes nothing but the work).
+        """
         cell_rows = np.asarray(cell_rows, dtype=np.int64)
         accuracy_rows = np.asarray(accuracy_rows, dtype=np.int64)
-        images = self.cell_image[cell_rows]
         values = self.cell_asr[cell_rows]
         correct = self.accuracy_correct[accuracy_rows]
-        n = self.n_index
+        n_test = correct.shape[1] if len(accuracy_rows) else 0
+        used = np.union1d(self.cell_image[cell_rows].ravel(), np.arange(n_test))
+        images = np.searchsorted(used, self.cell_image[cell_rows])  # positions in ``used``; test images come first
         out_c = np.empty((replicates, len(cell_rows)))
         out_a = np.empty((replicates, len(accuracy_rows)))
         done, tries = 0, 0
         while done < replicates and tries < 1000:
             tries += 1
-            w = rng.poisson(1.0, size=(min(_CHUNK, replicates - done), n)).astype(np.float64)
-            wc = w[:, images]                                   # (r, k, N)
-            tc = wc.sum(axis=2)
-            ta = w[:, :correct.shape[1]].sum(axis=1, keepdims=True) if len(accuracy_rows) else None
-            ok = (tc > 0).all(axis=1) & ((ta[:, 0] > 0) if ta is not None else True)
-            w, wc, tc = w[ok], wc[ok], tc[ok]
-            take = min(len(w), replicates - done)
+            w = rng.poisson(1.0, size=(min(_CHUNK, replicates - done), used.size)).astype(np.float64)
+            tc = w[:, images].sum(axis=2)                       # (r, k): each cell's total weight
+            ok = (tc > 0).all(axis=1)
+            if n_test:
+                ok &= w[:, :n_test].sum(axis=1) > 0
+            w, tc = w[ok][:replicates - done], tc[ok][:replicates - done]
+            take = len(w)
             if take == 0:
                 continue
-            out_c[done:done + take] = ((wc * values).sum(axis=2) / tc)[:take]
-            if len(accuracy_rows):
-                wa = w[:take, :correct.shape[1]]
+            out_c[done:done + take] = (w[:, images] * values).sum(axis=2) / tc
+            if n_test:
+                wa = w[:, :n_test]
                 out_a[done:done + take] = (wa @ correct.T) / wa.sum(axis=1, keepdims=True)
             done += take
         if done < replicates:

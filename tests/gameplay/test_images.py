@@ -160,3 +160,16 @@ def test_read_payoff_csv_attaches_a_matching_sidecar_and_refuses_another_runs(tm
     df.drop(columns=["accuracy_key"]).to_csv(path, index=False)
     table = read_payoff_csv(path)
     assert table.images is None and "accuracy_key" in table.images_note
+
+
+def test_concat_of_sweeps() -> None:
+    df = keyed_table()
+    a, b = df.iloc[: len(df) // 2], df.iloc[len(df) // 2:]
+    whole = ImageData.concat([image_data_for(a), image_data_for(b)])
+    assert whole.cell_key == tuple(df["key"]) and len(whole.accuracy_key) == df["accuracy_key"].nunique()
+    payoff_table_from_frame(df, "t", whole)  # matches the whole table
+    clash = image_data_for(b)
+    clash = ImageData.from_arrays(np.array(clash.cell_key), clash.cell_image, clash.cell_asr,
+                                  np.array(clash.accuracy_key), clash.accuracy_correct * 0.5)
+    with pytest.raises(DefdropError, match="differs"):
+        ImageData.concat([image_data_for(a), clash])
