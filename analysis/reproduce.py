@@ -104,8 +104,16 @@ def paper_attacker(attack: str, profile: Profile) -> AttackerStrategy:
         return AttackerStrategy("cw", (("kappa", 0.0), ("search_steps", profile.cw_search_steps),
                                        ("iterations", profile.cw_iterations)))
     if attack == "fgsm":
-        return AttackerStrategy("fgsm", (("eps", profile.fgsm_eps),))
+        return AttackerStrategy("fgsm", _fgsm_params(profile))
     return AttackerStrategy(attack)
+
+
+def _fgsm_params(profile: Profile) -> tuple[tuple[str, float], ...]:
+    """FGSM's eps given explicitly only where it departs from the attack's declared default (so strategy ids
+    and cache keys of the paper's FGSM stay ``fgsm``); either way the cell runs at ``profile.fgsm_eps``."""
+    from payoffs.registry import ATTACKS
+
+    return () if ATTACKS["fgsm"].resolve({})["eps"] == profile.fgsm_eps else (("eps", profile.fgsm_eps),)
 
 
 def adaptive_attacker(attack: str, profile: Profile) -> AttackerStrategy:
@@ -115,7 +123,7 @@ def adaptive_attacker(attack: str, profile: Profile) -> AttackerStrategy:
         return AttackerStrategy("cw", (("kappa", profile.adaptive_kappa), ("search_steps", steps),
                                        ("iterations", profile.cw_iterations)), profile.adaptive_eot, "expected")
     if attack == "fgsm":
-        return AttackerStrategy("fgsm", (("eps", profile.fgsm_eps),), profile.adaptive_eot, "expected")
+        return AttackerStrategy("fgsm", _fgsm_params(profile), profile.adaptive_eot, "expected")
     return AttackerStrategy(attack, (), profile.adaptive_eot, "expected")
 
 

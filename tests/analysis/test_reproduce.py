@@ -136,7 +136,10 @@ def test_paper_numbers_transcribed_once() -> None:
     q = PROFILES["quick"]
     assert (q.cw_search_steps, q.cw_iterations, q.gradvar_samples, q.gradvar_dims) == (10, 100, 50, 5)
     assert q.max_accuracy_drop == numbers["mnist_accuracy_limit"]["max_accuracy_drop"]
-    assert paper_attacker("fgsm", q).param("eps") == 0.25
+    assert paper_attacker("fgsm", q).param("eps", 0.25) == 0.25  # the default, so the id stays "fgsm"
+    from dataclasses import replace
+
+    assert paper_attacker("fgsm", replace(q, fgsm_eps=0.3)).param("eps") == 0.3
     assert paper_train_range() == (0.3, 0.7)
     assert Profile.__dataclass_fields__["gradvar_test_rates"].default == (0.1, 0.3, 0.5, 0.7, 0.9)
 
