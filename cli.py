@@ -307,10 +307,11 @@ def payoff(
 def solve(
     payoff: Path = typer.Argument(..., help="Payoff table CSV (from `defdrop payoff`)."),
     max_accuracy_drop: Optional[float] = typer.Option(
-        None, "--max-accuracy-drop", help="Paper's epsilon: drop defender strategies losing more clean accuracy "
-                                          "than this fraction (0.01 = one point); Algorithm 1 needs it."),
+        None, "--max-accuracy-drop", help="Paper's epsilon: keep defender strategies losing less clean accuracy "
+                                          "than this fraction (0.01 = one point; a drop of exactly epsilon is out, "
+                                          "as in Algorithm 1); Algorithm 1 needs it."),
     solver: str = typer.Option("all", "--solver", help="all | algorithm1 | minimax | nash | stackelberg"),
-    mu: float = typer.Option(0.0, "--mu", help="Attacker's cost per unit of mean L2 (> 0: general-sum)."),
+    mu: float = typer.Option(0.0, "--mu", help="Attacker's cost per unit of L2 paid per attack (> 0: general-sum)."),
     lam: float = typer.Option(0.0, "--lam", help="Defender's cost per unit of accuracy lost (> 0: general-sum)."),
     robustness_samples: int = typer.Option(200, "--robustness-samples",
                                            help="Resampled payoff tables for the robustness figures (0: skip)."),
@@ -354,20 +355,21 @@ def gradvar(
     device: str = DeviceOpt,
 ) -> None:
     """Gradient variance under each defender (paper section 3.3, Figure 4): write the page, print the statistics."""
-    from analysis.gradvar import (build_defenders, paper_checks, read_payoff_frame, run_gradvar, select_inputs,
-                                  summary_table, write_gradvar_html)
+    from analysis.gradvar import (build_defenders, paper_checks, read_payoff_frame, read_payoff_images, run_gradvar,
+                                  select_inputs, summary_table, write_gradvar_html)
     from payoffs.checkpoint import load_checkpoint
     from payoffs.data import load_dataset
     from payoffs.parsing import parse_floats
 
     rates = parse_floats(test_dropout, "--test-dropout", low=0.0, high=1.0)
     payoff_df = read_payoff_frame(payoffs) if payoffs is not None else None
+    payoff_images = read_payoff_images(payoffs) if payoffs is not None else None
     net, meta = load_checkpoint(model, _device(device))
     data = load_dataset(dataset or meta.get("dataset", "mnist-5k"), data_dir or meta.get("data_dir"))
     x, y, target = select_inputs(net, data.x_test, data.y_test, images, data.num_classes)
     result = run_gradvar(net, x, target, build_defenders(rates, sap), samples=samples, dims=dims,
                          dim_selection=dim_selection, seed=seed, kappa=kappa, true_labels=y)
-    write_gradvar_html(result, out, payoff_df=payoff_df)
+    write_gradvar_html(result, out, payoff_df=payoff_df, images=payoff_images)
     if csv is not None:
         result.table.to_csv(csv, index=False)
     rows = summary_table(result)
@@ -380,8 +382,7 @@ def gradvar(
         table.add_row(*(escape(str(v)) for v in row))  # labels like dropout[r'=0.5] are not rich markup
     console.print(table)
     for check in paper_checks(result):
-        verdict = {True: "holds", False: "does not hold", None: "undecided"}[check.holds]
-        console.print(f"{verdict}: {check.claim}. {check.detail}", highlight=False, markup=False)
+        console.print(f"{check.verdict}: {check.claim}. {check.detail}", highlight=False, markup=False)
     console.print(f"wrote {out}" + (f" and {csv}" if csv is not None else ""), highlight=False, markup=False)
 
 

@@ -1,7 +1,11 @@
 """Conclusions written from the numbers: agreement with the paper, and what an adaptive attacker does.
 
-Every sentence is computed from the payoff table and the comparison with the paper, so different numbers give
-different conclusions (tested with doctored tables). Thresholds used for verdicts are module constants.
+Every sentence is computed from the payoff table (and its per-image data, when there is some) and written only
+when its condition holds, so different numbers give different conclusions (tested with doctored tables). Every
+verdict is one of agrees / disagrees / inconclusive, decided by an interval by the rules and thresholds of
+:mod:`analysis.verdicts` (one level, named margins). Comparisons of two of our cells use the interval of their
+difference from :func:`gameplay.images.difference`: paired over test images when ``images`` holds both cells,
+otherwise the two standard errors combined as if independent; the sentence says which.
 """
 from __future__ import annotations
 
@@ -11,146 +15,277 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analysis.paper import is_adaptive, paper_numbers
+from analysis.paper import MNIST_DATASETS, comparable_dataset, is_adaptive, paper_numbers
+from analysis.verdicts import (ADAPTIVE_RISE_MARGIN, AGREEMENT_MARGIN, AGREES, DISAGREES, INCONCLUSIVE, LEVEL,
+                               against_sign, against_value, below_margin, combine, level_text, z_value)
+from gameplay.images import Estimate, ImageData, Interval, contrast, difference
+from gameplay.rules import designated_adaptive
 
-AGREE_PP = 5.0
-"""A number 'agrees' with the paper when the paper's value is in our 95% interval or within this many points."""
-BROKEN_PP = 10.0
-"""The adaptive attacker 'breaks' the defense when it adds at least this many points of ASR at the chosen r'."""
+INFO = "info"
+"""A finding that states numbers without a verdict (no comparison it could agree or disagree with)."""
 
 
 @dataclass(frozen=True)
 class Finding:
     topic: str
-    verdict: str  # agrees | differs | holds | breaks | info
+    verdict: str  # agrees | disagrees | inconclusive | info
     text: str
 
 
-def _pct(v: float) -> str:
+# --------------------------------------------------------------------------- formatting and estimates
+def _pct(v: float | None) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}%"
+
+
+def _paper_pct(v: float) -> str:
+    """A published rate as the paper prints it (100%, 13.89%)."""
+    return f"{100 * v:.2f}".rstrip("0").rstrip(".") + "%"
+
+
+def _n(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
 
 
 def _pp(v: float) -> str:
     return f"{100 * v:+.1f} pp"
 
 
-def _nearest_model(table: pd.DataFrame, r: float) -> float | None:
-    rates = sorted(table["train_dropout"].unique())
-    return None if not rates else min(rates, key=lambda x: abs(x - r))
+def _span(low: float, high: float, unit: str = "%") -> str:
+    if math.isnan(low) or math.isnan(high):
+        return "[n/a]"
+    if unit == "pp":
+        return f"[{100 * low:+.1f}, {100 * high:+.1f}] pp"
+    return f"[{100 * low:.1f}, {100 * high:.1f}]%"
 
 
-def _cell(table: pd.DataFrame, attack: str, r: float, r_test: float, adaptive: bool) -> pd.Series | None:
-    rows = table[(table["attack"] == attack) & (is_adaptive(table) == adaptive)
-                 & np.isclose(table["train_dropout"], r) & (table["defense"] != "sap")
+def _how(iv: Interval) -> str:
+    return "paired over images" if iv.paired else "cells taken as independent"
+
+
+def _se(row: pd.Series, metric: str) -> float:
+    """A cell's standard error: the table's, else its interval's width / (2 z)."""
+    col = f"{metric}_std_error"
+    if col in row and pd.notna(row[col]):
+        return float(row[col])
+    low, high = row.get(f"{metric}_low", math.nan), row.get(f"{metric}_high", math.nan)
+    return float(high - low) / (2 * z_value()) if pd.notna(low) and pd.notna(high) else math.nan
+
+
+def _key(row: pd.Series, col: str) -> str | None:
+    value = row.get(col)
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+
+
+def asr_estimate(row: pd.Series) -> Estimate:
+    return Estimate(float(row["asr"]), _se(row, "asr"), _key(row, "key"), "asr")
+
+
+def accuracy_estimate(row: pd.Series) -> Estimate:
+    return Estimate(float(row["clean_accuracy"]), _se(row, "clean_accuracy"), _key(row, "accuracy_key"), "accuracy")
+
+
+def _rows(table: pd.DataFrame, attack: str, r: float, r_test: float) -> pd.DataFrame:
+    return table[(table["attack"] == attack) & np.isclose(table["train_dropout"], r) & (table["defense"] != "sap")
                  & np.isclose(table["test_dropout"].fillna(-1), r_test)]
+
+
+def paper_cell(table: pd.DataFrame, attack: str, r: float, r_test: float) -> pd.Series | None:
+    """The paper's attacker (not adaptive) against model r at test rate r'; the first such row."""
+    rows = _rows(table, attack, r, r_test)
+    rows = rows[~is_adaptive(rows)]
     return None if rows.empty else rows.iloc[0]
 
 
-def headline(table: pd.DataFrame) -> Finding | None:
-    """The paper's 100% -> 13.89% (C&W, MNIST, r = 0.3, r' = 0.5) against ours."""
+def designated_cell(rows: pd.DataFrame) -> pd.Series | None:
+    """The designated adaptive attacker's row among ``rows`` (:func:`gameplay.rules.designated_adaptive`:
+    fixed by the protocol, never by the measured ASR)."""
+    kappa = rows["kappa"] if "kappa" in rows else pd.Series(0.0, index=rows.index)
+    i = designated_adaptive(list(zip(rows["eot"], rows["success_test"], kappa)))
+    return None if i is None else rows.iloc[i]
+
+
+# --------------------------------------------------------------------------- the findings
+def headline(table: pd.DataFrame, images: ImageData | None = None) -> Finding:
+    """The paper's headline (C&W on MNIST, r, r' and rates from ``paper_numbers.json``) against ours.
+
+    Compared only on a model trained at exactly the headline's r on MNIST (or mnist-5k, a subset of it); any
+    other table gets "not comparable here" and the reason, not a verdict.
+    """
     h = paper_numbers()["headline"]
-    r = _nearest_model(table[table["attack"] == "cw"], h["train_dropout"])
-    if r is None:
-        return None
-    base, defended = _cell(table, "cw", r, 0.0, False), _cell(table, "cw", r, h["test_dropout"], False)
+    r, r_test = float(h["train_dropout"]), float(h["test_dropout"])
+    claim = (f"Headline (C&W on MNIST, r = {r:g}, r' = {r_test:g}; the paper reports ASR "
+             f"{_paper_pct(h['asr_undefended'])} -> {_paper_pct(h['asr_defended'])} at a "
+             f"{_paper_pct(h['accuracy_drop'])} accuracy cost)")
+
+    def not_comparable(reason: str) -> Finding:
+        return Finding("headline", INFO, f"{claim}: not comparable here: {reason}.")
+
+    cw = table[(table["attack"] == h["attack"]) & ~is_adaptive(table)]
+    if cw.empty:
+        return not_comparable("the table has no C&W cells of the paper's attacker")
+    at_r = cw[np.isclose(cw["train_dropout"], r, rtol=0.0, atol=1e-9)]
+    if at_r.empty:
+        rates = ", ".join(f"{x:g}" for x in sorted(cw["train_dropout"].unique()))
+        return not_comparable(f"no model trained at r = {r:g} (the table's C&W models have r = {rates})")
+    if "dataset" not in at_r:
+        return not_comparable("the table does not name its dataset")
+    same = at_r[[comparable_dataset(h["dataset"], str(d)) for d in at_r["dataset"]]]
+    if same.empty:
+        return not_comparable(f"the paper's headline is on MNIST; this table's r = {r:g} model is on "
+                              f"{', '.join(sorted(set(map(str, at_r['dataset']))))}")
+    base, defended = paper_cell(same, h["attack"], r, 0.0), paper_cell(same, h["attack"], r, r_test)
     if base is None or defended is None:
-        return None
-    in_ci = defended["asr_low"] <= h["asr_defended"] <= defended["asr_high"]
-    close = abs(defended["asr"] - h["asr_defended"]) * 100 <= AGREE_PP
-    verdict = "agrees" if (in_ci or close) else "differs"
-    acc_drop = base["clean_accuracy"] - defended["clean_accuracy"]
-    text = (f"Headline (C&W, r = {r:g}, r' = {h['test_dropout']:g}): the paper reports ASR 100% -> 13.89% at a "
-            f"{_pct(h['accuracy_drop'])} accuracy cost; we measure {_pct(base['asr'])} -> {_pct(defended['asr'])} "
-            f"(95% CI {_pct(defended['asr_low'])}-{_pct(defended['asr_high'])}, {int(defended['n_attacks'])} attacks x "
-            f"M = {int(defended['n_samples'])}) at a {_pct(acc_drop)} accuracy cost: "
-            + ("this agrees with the paper." if verdict == "agrees"
-               else f"this differs from the paper by {_pp(defended['asr'] - h['asr_defended'])}."))
+        missing = "r' = 0" if base is None else f"r' = {r_test:g}"
+        return not_comparable(f"the table has no C&W cell of the paper's attacker at {missing} on that model")
+    # Both ends of the headline: the undefended 100% and the defended 13.89%.
+    verdict = combine([against_value(float(base["asr_low"]), float(base["asr_high"]), h["asr_undefended"]),
+                       against_value(float(defended["asr_low"]), float(defended["asr_high"]), h["asr_defended"])])
+    drop = difference(accuracy_estimate(base), accuracy_estimate(defended), images, level=LEVEL)
+    dataset = str(defended["dataset"])
+    margin = f"{100 * AGREEMENT_MARGIN:g} pp"
+    gaps = (f"{_pp(base['asr'] - h['asr_undefended'])} undefended, {_pp(defended['asr'] - h['asr_defended'])} "
+            "defended")
+    judged = {
+        AGREES: f"this agrees with the paper (both our intervals lie within {margin} of the paper's values).",
+        DISAGREES: f"this disagrees with the paper: an interval of ours lies {margin} or more from the paper's "
+                   f"value ({gaps}).",
+        INCONCLUSIVE: f"inconclusive: our intervals neither lie within {margin} of the paper's values nor exclude "
+                      f"that range ({gaps}).",
+    }[verdict]
+    text = (f"{claim}: on {MNIST_DATASETS.get(dataset, dataset)} we measure {_pct(base['asr'])} "
+            f"{_span(base['asr_low'], base['asr_high'])} -> {_pct(defended['asr'])} "
+            f"({level_text()} interval {_span(defended['asr_low'], defended['asr_high'])}, "
+            f"{int(defended['n_attacks'])} attacks x M = {int(defended['n_samples'])}) at a {_pct(drop.estimate)} "
+            f"accuracy cost ({_span(drop.low, drop.high)}, {_how(drop)}): " + judged)
     return Finding("headline", verdict, text)
 
 
 def table_agreement(comparison: pd.DataFrame) -> list[Finding]:
-    """Per published table: how many of its numbers we reproduce, and the mean gap."""
+    """Per published table: each ASR value's verdict (:func:`analysis.verdicts.against_value`) and the table's
+    (:func:`analysis.verdicts.combine`); a table on another dataset is shown, not judged."""
     out = []
     for name, group in comparison[comparison["metric"] == "asr"].groupby("artefact", sort=True):
         ran = group[~group["ours"].isna()]
         if ran.empty:
             continue
-        within = int((ran["within_interval"] == True).sum())  # noqa: E712
-        close = int(((ran["difference"].abs() * 100) <= AGREE_PP).sum())
-        agree = int((ran["within_interval"].fillna(False) | ((ran["difference"].abs() * 100) <= AGREE_PP)).sum())
+        verdicts = [v if isinstance(v, str) else INCONCLUSIVE for v in ran["verdict"]]
+        counts = {v: verdicts.count(v) for v in (AGREES, DISAGREES, INCONCLUSIVE)}
         gap = float(ran["difference"].mean())
-        same_data = ran["paper_dataset"].iloc[0] == ran["our_dataset"].iloc[0].replace("-5k", "")
-        # A CIFAR-10 table set beside an MNIST run is shown, but it is no test of agreement.
-        verdict = ("agrees" if agree >= math.ceil(0.5 * len(ran)) else "differs") if same_data else "info"
-        note = "" if same_data else f" (the paper's numbers are on {ran['paper_dataset'].iloc[0]}, ours on {ran['our_dataset'].iloc[0]})"
-        out.append(Finding(name, verdict,
-                           f"Table {name.removeprefix('table')} ({group['attack'].iloc[0].upper()}): {agree} of {len(ran)} ASR values agree "
-                           f"with the paper ({within} inside our 95% interval, {close} within {AGREE_PP:g} pp); on average "
-                           f"ours are {_pp(gap)} from the paper's{note}."))
+        paper_ds, our_ds = ran["paper_dataset"].iloc[0], ran["our_dataset"].iloc[0]
+        title = f"Table {name.removeprefix('table')} ({group['attack'].iloc[0].upper()})"
+        if not comparable_dataset(paper_ds, our_ds):
+            # A CIFAR-10 table set beside an MNIST run is shown, but it is no test of agreement.
+            out.append(Finding(name, INFO, f"{title}: not comparable here: the paper's numbers are on {paper_ds}, "
+                                           f"ours on {our_ds}."))
+            continue
+        out.append(Finding(name, combine(verdicts),
+                           f"{title}: of {len(ran)} ASR values, {_n(counts[AGREES], 'agrees', 'agree')} with the "
+                           f"paper (our {level_text()} interval within {100 * AGREEMENT_MARGIN:g} pp of it), "
+                           f"{_n(counts[DISAGREES], 'disagrees', 'disagree')} and "
+                           f"{_n(counts[INCONCLUSIVE], 'is inconclusive', 'are inconclusive')}; on average ours are "
+                           f"{_pp(gap)} from the paper's."))
     return out
 
 
-def trend(table: pd.DataFrame) -> list[Finding]:
-    """Does ASR fall as r' grows (the paper's Figure 3b)? Spearman's rho per attack and model."""
+def trend(table: pd.DataFrame, images: ImageData | None = None) -> list[Finding]:
+    """Does ASR fall as r' grows (the paper's Figure 3b)? The least-squares slope of ASR on r' per attack and
+    model, with its interval (a contrast of the cells: paired over images or independent), against 0."""
     out = []
     paper = table[~is_adaptive(table) & (table["defense"] != "sap")]
     for (attack, r), group in paper.groupby(["attack", "train_dropout"], sort=True):
-        if group["test_dropout"].nunique() < 3:
+        group = group.sort_values("test_dropout").drop_duplicates("test_dropout")
+        if len(group) < 3:
             continue
-        rho = pd.Series(group["test_dropout"].to_numpy()).corr(pd.Series(group["asr"].to_numpy()), method="spearman")
-        falls = rho < -0.5
-        out.append(Finding(f"trend-{attack}-{r:g}", "agrees" if falls else "differs",
-                           f"{attack.upper()} on r = {r:g}: ASR {'falls' if falls else 'does not fall steadily'} as r' grows "
-                           f"(Spearman rho = {rho:.2f}; from {_pct(group.sort_values('test_dropout')['asr'].iloc[0])} at "
-                           f"r' = {group['test_dropout'].min():g} to {_pct(group.sort_values('test_dropout')['asr'].iloc[-1])} "
-                           f"at r' = {group['test_dropout'].max():g})."))
+        x = group["test_dropout"].to_numpy(float)
+        weights = (x - x.mean()) / ((x - x.mean()) ** 2).sum()
+        slope = contrast([asr_estimate(row) for _, row in group.iterrows()], weights, images, level=LEVEL)
+        verdict = against_sign(slope.low, slope.high, -1)
+        y = group["asr"].to_numpy(float)
+        rho = pd.Series(x).corr(pd.Series(y), method="spearman") if np.unique(y).size > 1 else math.nan
+        what = {AGREES: "falls as r' grows, as the paper says",
+                DISAGREES: "does not fall as r' grows, unlike the paper",
+                INCONCLUSIVE: "is not shown to fall or rise as r' grows"}[verdict]
+        out.append(Finding(f"trend-{attack}-{r:g}", verdict,
+                           f"{attack.upper()} on r = {r:g}: ASR {what}: slope {100 * slope.estimate:+.1f} pp per unit "
+                           f"r' ({level_text()} interval {_span(slope.low, slope.high, 'pp')}, {_how(slope)}; "
+                           f"Spearman rho = {'n/a' if math.isnan(rho) else f'{rho:.2f}'}), from "
+                           f"{_pct(group['asr'].iloc[0])} at r' = {x[0]:g} to "
+                           f"{_pct(group['asr'].iloc[-1])} at r' = {x[-1]:g}."))
     return out
 
 
-def believed_vs_measured(table: pd.DataFrame) -> list[Finding]:
-    """How far the attacker's own success judgement is from success under fresh defender samples."""
+def believed_vs_measured(table: pd.DataFrame, images: ImageData | None = None) -> list[Finding]:
+    """Where the C&W attacker's own success test accepted clearly more than succeeds under fresh defender samples.
+
+    Written only where the interval of (believed - measured) lies above 0. ``asr_believed`` has no interval in
+    the table; its standard error is bounded by ``sqrt(b (1 - b) / N images)`` (the largest variance of per-image
+    shares with mean b), and the two are combined as if independent.
+    """
     out = []
-    rows = table[~is_adaptive(table) & (table["defense"] == "dropout") & (table["attack"] == "cw")]
-    if not rows.empty:
-        gap = rows["asr_believed"] - rows["asr"]
-        worst = rows.loc[gap.idxmax()]
-        out.append(Finding("believed", "info",
-                           f"With the paper's single-sample success test the C&W attacker believes it succeeds far more "
-                           f"often than its examples do under fresh dropout samples: at r = {worst['train_dropout']:g}, "
-                           f"r' = {worst['test_dropout']:g} it believed {_pct(worst['asr_believed'])} but achieved "
-                           f"{_pct(worst['asr'])}. Part of the paper's low ASR is this mismatch, not robustness."))
+    rows = table[~is_adaptive(table) & (table["defense"] == "dropout") & (table["attack"] == "cw")
+                 & (table["test_dropout"] > 0)]
+    if rows.empty or "asr_believed" not in rows:
+        return out
+    for r, group in rows.groupby("train_dropout", sort=True):
+        shown = []
+        for _, row in group.sort_values("test_dropout").iterrows():
+            b = float(row["asr_believed"])
+            n = float(row["n_images"]) if "n_images" in row and pd.notna(row["n_images"]) else math.nan
+            if math.isnan(b) or not n > 0:
+                continue
+            believed = Estimate(b, math.sqrt(b * (1 - b) / n))
+            gap = difference(believed, asr_estimate(row), images, level=LEVEL)
+            if gap.known and gap.low > 0:
+                shown.append((row, gap))
+        if not shown:
+            continue
+        row, gap = max(shown, key=lambda t: t[1].estimate)
+        rates = ", ".join(f"{float(rw['test_dropout']):g}" for rw, _ in shown)
+        out.append(Finding(f"believed-{r:g}", INFO,
+                           f"C&W on r = {r:g}: at r' = {rates} the attacker's own success test (one sampled "
+                           f"sub-network, the paper's attacker) accepted clearly more of its examples than succeed "
+                           f"under fresh defender samples; the largest gap is at r' = {float(row['test_dropout']):g}: "
+                           f"believed {_pct(row['asr_believed'])}, measured {_pct(row['asr'])} (difference "
+                           f"{_pp(gap.estimate)}, {level_text()} interval {_span(gap.low, gap.high, 'pp')}). "
+                           f"The paper does not say how its attacker judged success."))
     return out
 
 
-def adaptive_effect(table: pd.DataFrame, chosen_rate: dict[float, float] | None = None) -> list[Finding]:
-    """At the defender's chosen r' (Algorithm 1, per model) or every r' > 0: adaptive ASR minus the paper's."""
+def adaptive_effect(table: pd.DataFrame, chosen_rate: dict[float, float] | None = None,
+                    images: ImageData | None = None) -> list[Finding]:
+    """At the defender's chosen r' (Algorithm 1, per model) or every r' > 0: the designated adaptive attacker's
+    ASR minus the paper attacker's on the same defender, against :data:`analysis.verdicts.ADAPTIVE_RISE_MARGIN`."""
     out = []
     adaptive = table[is_adaptive(table) & (table["defense"] != "sap")]
     for (attack, r), group in adaptive.groupby(["attack", "train_dropout"], sort=True):
         picked = chosen_rate.get(r) if chosen_rate else None
         # Algorithm 1 may keep r' = 0 (no defense within epsilon); then show every defended rate instead.
-        rates = [picked] if picked else sorted(x for x in group["test_dropout"] if x > 0)
+        rates = [picked] if picked else sorted({float(x) for x in group["test_dropout"] if x > 0})
         for r_test in rates:
-            strong = group[np.isclose(group["test_dropout"], r_test)]
-            weak = _cell(table, attack, r, r_test, False)
-            if strong.empty or weak is None:
+            strong = designated_cell(group[np.isclose(group["test_dropout"], r_test)])
+            weak = paper_cell(table, attack, r, r_test)
+            if strong is None or weak is None:
                 continue
-            s = strong.sort_values("asr").iloc[-1]
-            delta = s["asr"] - weak["asr"]
-            broken = delta * 100 >= BROKEN_PP
-            out.append(Finding(f"adaptive-{attack}-{r:g}-{r_test:g}", "breaks" if broken else "holds",
-                               f"Adaptive {attack.upper()} ({s['attacker']}) against r = {r:g}, r' = {r_test:g}: ASR "
-                               f"{_pct(weak['asr'])} -> {_pct(s['asr'])} ({_pp(delta)}; 95% CI {_pct(s['asr_low'])}-"
-                               f"{_pct(s['asr_high'])}). "
-                               + ("The defense's reported strength does not survive an adaptive attacker here."
-                                  if broken else "The defense holds up against this adaptive attacker.")))
-            if picked:
-                break
+            rise = difference(asr_estimate(strong), asr_estimate(weak), images, level=LEVEL)
+            verdict = below_margin(rise.low, rise.high)
+            margin = f"{100 * ADAPTIVE_RISE_MARGIN:g} pp"
+            said = {AGREES: f"The defense holds up against this attacker: the interval excludes a rise of {margin} "
+                            "or more.",
+                    DISAGREES: f"The defense's reported strength does not survive this attacker: the rise exceeds "
+                               f"{margin}.",
+                    INCONCLUSIVE: f"Inconclusive: the interval neither excludes a rise of {margin} nor shows one."}
+            out.append(Finding(f"adaptive-{attack}-{r:g}-{r_test:g}", verdict,
+                               f"Adaptive {attack.upper()} ({strong['attacker']}, the designated adaptive attacker) "
+                               f"against r = {r:g}, r' = {r_test:g}: ASR {_pct(weak['asr'])} -> {_pct(strong['asr'])} "
+                               f"(rise {_pp(rise.estimate)}, {level_text()} interval "
+                               f"{_span(rise.low, rise.high, 'pp')}, "
+                               f"{_how(rise)}). " + said[verdict]))
     return out
 
 
-def sap_vs_dropout(table: pd.DataFrame) -> list[Finding]:
-    """SAP against the dropout rate of closest clean accuracy, per attack and model (paper: dropout wins)."""
+def sap_vs_dropout(table: pd.DataFrame, images: ImageData | None = None) -> list[Finding]:
+    """SAP against the dropout rate of closest clean accuracy, per attack and model (paper: dropout lets less
+    through): the interval of SAP's ASR minus dropout's, against 0."""
     out = []
     paper = table[~is_adaptive(table)]
     for (attack, r), group in paper.groupby(["attack", "train_dropout"], sort=True):
@@ -160,41 +295,66 @@ def sap_vs_dropout(table: pd.DataFrame) -> list[Finding]:
             continue
         s = sap.iloc[0]
         d = drop.iloc[(drop["clean_accuracy"] - s["clean_accuracy"]).abs().argsort().iloc[0]]
-        better = d["asr"] < s["asr"]
-        out.append(Finding(f"sap-{attack}-{r:g}", "agrees" if better else "differs",
-                           f"{attack.upper()} on r = {r:g}: SAP lets {_pct(s['asr'])} through at {_pct(s['clean_accuracy'])} "
-                           f"accuracy; dropout at r' = {d['test_dropout']:g} ({_pct(d['clean_accuracy'])} accuracy) lets "
-                           f"{_pct(d['asr'])} through - " + ("dropout is the stronger defense, as the paper says."
-                                                            if better else "SAP does at least as well here, unlike the paper.")))
+        gap = difference(asr_estimate(s), asr_estimate(d), images, level=LEVEL)
+        verdict = against_sign(gap.low, gap.high, +1)
+        said = {AGREES: "dropout is the stronger defense, as the paper says.",
+                DISAGREES: "SAP does at least as well here, unlike the paper.",
+                INCONCLUSIVE: "which is stronger is not shown at this sample size."}[verdict]
+        out.append(Finding(f"sap-{attack}-{r:g}", verdict,
+                           f"{attack.upper()} on r = {r:g}: SAP lets {_pct(s['asr'])} through at "
+                           f"{_pct(s['clean_accuracy'])} accuracy; dropout at r' = {d['test_dropout']:g} (the closest "
+                           f"accuracy, {_pct(d['clean_accuracy'])}) lets {_pct(d['asr'])} through; SAP minus dropout "
+                           f"{_pp(gap.estimate)} ({level_text()} interval {_span(gap.low, gap.high, 'pp')}, "
+                           f"{_how(gap)}): {said}"))
     return out
+
+
+def variance_finding(relation_row: pd.Series) -> Finding:
+    """The gradient-variance relation's row (``analysis.gradvar.variance_asr_relation``) as a finding."""
+    r = relation_row
+    if int(r["n"]) < 3 or math.isnan(r["rho"]):
+        return Finding("variance", INCONCLUSIVE,
+                       f"Gradient variance against ASR: {int(r['n'])} defender strategies with distinct values are "
+                       "too few for a rank correlation.")
+    said = {AGREES: "larger variance goes with lower ASR, as the paper's explanation predicts",
+            DISAGREES: "larger variance goes with higher ASR, against the paper's explanation",
+            INCONCLUSIVE: "no relation is shown"}.get(r["verdict"], str(r["verdict"]))
+    return Finding("variance", r["verdict"] if r["verdict"] in (AGREES, DISAGREES, INCONCLUSIVE) else INFO,
+                   f"Across defender strategies, gradient variance and ASR have Spearman rho = {r['rho']:.2f} "
+                   f"({level_text()} interval {r['rho_low']:.2f} to {r['rho_high']:.2f}, {r['interval']}; "
+                   f"permutation p = {r['p_value']:.3f}, n = {int(r['n'])}): {said}.")
 
 
 def write_conclusions(table: pd.DataFrame, comparison: pd.DataFrame,
                       chosen_rate: dict[float, float] | None = None,
-                      variance_note: str | None = None) -> list[Finding]:
+                      variance: Finding | None = None, images: ImageData | None = None) -> list[Finding]:
     """All findings in report order."""
-    findings: list[Finding] = []
-    h = headline(table)
-    if h is not None:
-        findings.append(h)
+    findings: list[Finding] = [headline(table, images)]
     findings += table_agreement(comparison)
-    findings += trend(table)
-    findings += sap_vs_dropout(table)
-    findings += believed_vs_measured(table)
-    findings += adaptive_effect(table, chosen_rate)
-    if variance_note:
-        findings.append(Finding("variance", "info", variance_note))
+    findings += trend(table, images)
+    findings += sap_vs_dropout(table, images)
+    findings += believed_vs_measured(table, images)
+    findings += adaptive_effect(table, chosen_rate, images)
+    if variance is not None:
+        findings.append(variance)
     return findings
 
 
 def summary_line(findings: list[Finding]) -> str:
-    """One sentence: how much agrees, and whether the adaptive attacker breaks the defense."""
-    paper = [f for f in findings if f.verdict in ("agrees", "differs")]
-    agree = sum(f.verdict == "agrees" for f in paper)
-    adaptive = [f for f in findings if f.verdict in ("holds", "breaks")]
-    broken = sum(f.verdict == "breaks" for f in adaptive)
-    text = f"{agree} of {len(paper)} checks agree with the paper."
+    """One sentence: the verdicts against the paper, and against the adaptive attacker."""
+    def counts(group: list[Finding]) -> dict[str, int]:
+        return {v: sum(f.verdict == v for f in group) for v in (AGREES, DISAGREES, INCONCLUSIVE)}
+
+    paper = [f for f in findings if f.verdict != INFO and not f.topic.startswith("adaptive-")]
+    adaptive = [f for f in findings if f.verdict != INFO and f.topic.startswith("adaptive-")]
+    c = counts(paper)
+    text = (f"Of {len(paper)} checks against the paper ({level_text()} intervals), {_n(c[AGREES], 'agrees', 'agree')}, "
+            f"{_n(c[DISAGREES], 'disagrees', 'disagree')} and "
+            f"{_n(c[INCONCLUSIVE], 'is inconclusive', 'are inconclusive')}.")
     if adaptive:
-        text += (f" The adaptive attacker breaks the defense in {broken} of {len(adaptive)} settings."
-                 if broken else f" The defense holds in all {len(adaptive)} adaptive settings tested.")
+        a = counts(adaptive)
+        text += (f" Against the designated adaptive attacker the defense holds up in {a[AGREES]} of {len(adaptive)} "
+                 f"settings, does not survive in {a[DISAGREES]} and {_n(a[INCONCLUSIVE], 'is', 'are')} inconclusive "
+                 f"(a rise of "
+                 f"{100 * ADAPTIVE_RISE_MARGIN:g} pp or more counts).")
     return text

@@ -99,13 +99,15 @@ def figure_statistics_vs_rate(result: GradVarResult,
                               statistics: Sequence[str] = ("var", "snr", "cos", "kurt")) -> go.Figure:
     """Each statistic (mean over inputs, 95% interval bars) against the test dropout rate r', over the D chosen
     dims (solid) and all dims (dotted); each SAP variant is a dashed horizontal reference with its interval as a
-    band. Variance and SNR use log axes (so r' = 0, variance 0 and SNR inf, is not drawn there)."""
+    band. Variance uses a log axis (so r' = 0, variance 0, is not drawn there); the leave-one-out SNR, which is
+    about 0 or below for noise-dominated gradients, a linear one (its inf at r' = 0 is not drawn)."""
     t = result.table
     drop = t[t["defense"].isin(["none", "dropout"])].sort_values("test_dropout")
     refs = t[~t["defense"].isin(["none", "dropout"])]
     rates = drop["test_dropout"].to_numpy(float)
     x0, x1 = (float(rates.min()), float(rates.max())) if rates.size else (0.0, 1.0)
-    names = {"var": "variance", "snr": "SNR |E g| / std", "cos": "cos(g, E g)", "kurt": "excess kurtosis"}
+    names = {"var": "variance", "snr": "SNR (leave-one-out)", "cos": "cos(g, mean of the others)",
+             "kurt": "excess kurtosis"}
     cols = 2
     rows = math.ceil(len(statistics) / cols)
     fig = make_subplots(rows=rows, cols=cols, shared_xaxes=True, horizontal_spacing=0.1, vertical_spacing=0.12,
@@ -142,7 +144,7 @@ def figure_statistics_vs_rate(result: GradVarResult,
                     legendgroup=group, showlegend=i == 0,
                     hovertemplate=f"{ref['defender']} ({scope})<br>{value:.3g} [{low:.3g}, {high:.3g}]<extra></extra>",
                 ), row=row, col=col)
-        if stat in ("var", "snr"):
+        if stat == "var":
             fig.update_yaxes(type="log", row=row, col=col)
     fig.update_xaxes(title_text="test dropout rate r'", row=rows)
     fig.update_layout(title=f"Gradient statistics against r' (mean over {len(result.dims)} inputs, "
@@ -189,7 +191,7 @@ def figure_statistic_vs_asr(relation: VarianceAsrRelation) -> go.Figure:
                 hovertemplate=f"{name}<br>%{{text}}<br>{stat} %{{x:.3g}}<br>ASR %{{y:.3f}}<br>{rho_text}"
                               "<extra></extra>",
             ), row=row, col=col)
-        if stat.startswith(("var", "snr")):
+        if stat.startswith("var"):
             fig.update_xaxes(type="log", row=row, col=col)
     fig.update_yaxes(title_text="attack success rate", col=1)
     fig.update_layout(title="Gradient statistics against ASR over defender strategies",

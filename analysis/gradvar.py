@@ -22,15 +22,21 @@ Statistics of one gradient set ``g_1 .. g_S`` (each flattened to P dimensions), 
 :func:`gradient_statistics`, each over the D chosen dimensions (``_chosen``) and over all P (``_all``):
 
 - ``var``: mean over dimensions of the per-dimension sample variance ``s_j^2`` (ddof = 1);
-- ``snr``: mean over dimensions of ``|mean_j| / s_j`` (``inf`` where ``s_j = 0 < |mean_j|``; dimensions with
-  ``s_j = 0 = mean_j`` are left out);
-- ``cos``: mean over samples of ``cos(g_s, mean g)`` (samples with a zero vector are left out);
+- ``snr``: leave-one-out signal-to-noise ratio, ``sign(Q) sqrt(|Q|)`` with ``Q`` the mean over dimensions of
+  ``q_j / s_j^2`` and ``q_j = mean_s g_sj * mean_{t != s} g_tj = mean_j^2 - s_j^2 / S`` (each sample times the mean
+  of the *others*: an unbiased estimate of the squared expected gradient, where ``mean_j^2`` alone carries the
+  noise ``s_j^2 / S``). ``inf`` where some ``s_j = 0 < |mean_j|``; dimensions with ``s_j = 0 = mean_j`` are left
+  out; negative when the noise outweighs any signal;
+- ``cos``: mean over samples of ``cos(g_s, mean_{t != s} g_t)``, each sample against the mean of the others
+  (against a mean that includes it, pure noise with S = 50 would give about 0.14; leave-one-out gives about 0).
+  Samples with a zero vector, or whose others average to zero, are left out;
 - ``kurt``: mean over dimensions of the excess (Fisher) kurtosis ``m4 / m2^2 - 3``
   (``scipy.stats.kurtosis(bias=True)``; constant dimensions are left out);
 
-plus ``snr_vec = ||mean g||_2 / sqrt(sum_j s_j^2)`` (one SNR for the whole vector), ``grad_norm`` (mean
-``||g_s||_2``) and ``zero_frac`` (fraction of samples whose gradient is exactly zero, i.e. ``f`` was clamped at
-``-kappa`` because that sample already classified x as the target with margin kappa).
+plus ``snr_vec = sign(sum_j q_j) sqrt(|sum_j q_j| / sum_j s_j^2)`` (one leave-one-out SNR for the whole vector:
+about 0 for pure noise, whatever its distribution), ``grad_norm`` (mean ``||g_s||_2``) and ``zero_frac``
+(fraction of samples whose gradient is exactly zero, i.e. ``f`` was clamped at ``-kappa`` because that sample
+already classified x as the target with margin kappa).
 
 Chosen dimensions: the same D dimensions for every defender on a given input, so panels compare.
 ``magnitude`` takes the D largest ``|grad_x f|`` of the *undefended* model on that input (deterministic; ties
@@ -54,6 +60,8 @@ import torch
 from scipy import stats as sps
 from torch import nn
 
+from analysis.verdicts import AGREES, ALPHA, DISAGREES, INCONCLUSIVE, LEVEL, against_sign, combine, level_text
+from gameplay.images import ImageData
 from payoffs.attacks.objectives import cw_f
 from payoffs.defenses import SAP, TestTimeDropout
 from payoffs.errors import DefdropError
@@ -65,12 +73,12 @@ STATISTICS = tuple(f"{s}_{scope}" for s in SCOPED for scope in ("chosen", "all")
     "snr_vec", "grad_norm", "zero_frac")
 STAT_LABELS = {
     "var_chosen": "variance (D dims)", "var_all": "variance (all dims)",
-    "snr_chosen": "SNR |E g|/std (D dims)", "snr_all": "SNR |E g|/std (all dims)",
-    "cos_chosen": "cos(g, E g) (D dims)", "cos_all": "cos(g, E g) (all dims)",
+    "snr_chosen": "SNR, leave-one-out (D dims)", "snr_all": "SNR, leave-one-out (all dims)",
+    "cos_chosen": "cos(g, mean of the others) (D dims)", "cos_all": "cos(g, mean of the others) (all dims)",
     "kurt_chosen": "excess kurtosis (D dims)", "kurt_all": "excess kurtosis (all dims)",
-    "snr_vec": "vector SNR ||E g|| / sqrt(tr Cov)", "grad_norm": "mean ||g||", "zero_frac": "zero-gradient fraction",
+    "snr_vec": "vector SNR, leave-one-out", "grad_norm": "mean ||g||", "zero_frac": "zero-gradient fraction",
 }
-INTERVAL = "95% percentile bootstrap over images (2000 resamples)"
+INTERVAL = f"{round(100 * LEVEL)}% percentile bootstrap over images (2000 resamples)"
 
 Defender = tuple[str, nn.Module]
 
@@ -159,25 +167,44 @@ def choose_dims(reference: np.ndarray, dims: int, how: str = "magnitude",
 
 
 # --------------------------------------------------------------------------- statistics
-def _scope_statistics(g: np.ndarray) -> dict[str, float]:
+def _signed_root(x: float) -> float:
+    return math.copysign(math.sqrt(abs(x)), x)
+
+
+def _mean_and_var(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # A dimension equal in every sample has variance exactly 0; summation rounding must not say otherwise.
     constant = (g == g[0]).all(axis=0)
-    mean = np.where(constant, g[0], g.mean(axis=0))
-    var = np.where(constant, 0.0, g.var(axis=0, ddof=1))
-    std = np.sqrt(var)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        snr = np.abs(mean) / std
-    snr = snr[~np.isnan(snr)]  # 0/0: a dimension that is zero in every sample carries no signal and no noise
+    return np.where(constant, g[0], g.mean(axis=0)), np.where(constant, 0.0, g.var(axis=0, ddof=1))
+
+
+def _loo_signal(g: np.ndarray) -> np.ndarray:
+    """Per dimension, the mean over samples of ``g_s`` times the mean of the other samples: ``sum_{s != t} g_s
+    g_t / (S (S - 1)) = mean^2 - s^2 / S``, computed as ``((sum g)^2 - sum g^2) / (S (S - 1))`` so that a
+    dimension with one nonzero sample gives exactly 0."""
+    s = len(g)
+    return (g.sum(axis=0) ** 2 - (g ** 2).sum(axis=0)) / (s * (s - 1))
+
+
+def _scope_statistics(g: np.ndarray) -> dict[str, float]:
+    s = len(g)
+    mean, var = _mean_and_var(g)
     moving = var > 0
+    signal = _loo_signal(g)
+    if ((~moving) & (mean != 0)).any():
+        snr = math.inf  # a dimension with signal and no noise
+    elif moving.any():
+        snr = _signed_root(float(np.mean(signal[moving] / var[moving])))
+    else:
+        snr = math.nan  # every dimension zero in every sample: no signal and no noise
     kurt = sps.kurtosis(g[:, moving], axis=0, fisher=True, bias=True) if moving.any() else np.array([])
-    norms = np.linalg.norm(g, axis=1)
-    mnorm = np.linalg.norm(mean)
-    ok = norms > 0
-    cos = (g[ok] @ mean) / (norms[ok] * mnorm) if mnorm > 0 and ok.any() else np.array([])
+    others = (s * mean - g) / (s - 1)  # row s: the mean of the other S - 1 samples
+    norms, onorms = np.linalg.norm(g, axis=1), np.linalg.norm(others, axis=1)
+    ok = (norms > 0) & (onorms > 0)
+    cos = np.einsum("ij,ij->i", g[ok], others[ok]) / (norms[ok] * onorms[ok])
     return {
         "var": float(var.mean()),
-        "snr": float(snr.mean()) if snr.size else float("nan"),
-        "cos": float(cos.mean()) if cos.size else float("nan"),
+        "snr": snr,
+        "cos": float(np.clip(cos, -1.0, 1.0).mean()) if cos.size else float("nan"),
         "kurt": float(np.mean(kurt)) if np.size(kurt) else float("nan"),
     }
 
@@ -196,10 +223,12 @@ def gradient_statistics(grads: np.ndarray, chosen: np.ndarray | Sequence[int]) -
     for scope, sub in (("chosen", g[:, chosen]), ("all", g)):
         for name, value in _scope_statistics(sub).items():
             out[f"{name}_{scope}"] = value
-    constant = (g == g[0]).all(axis=0)
-    total_var = float(np.where(constant, 0.0, g.var(axis=0, ddof=1)).sum())
-    mnorm = float(np.linalg.norm(np.where(constant, g[0], g.mean(axis=0))))
-    out["snr_vec"] = mnorm / math.sqrt(total_var) if total_var > 0 else (math.inf if mnorm > 0 else math.nan)
+    mean, var = _mean_and_var(g)
+    total_var = float(var.sum())
+    signal = float(_loo_signal(g).sum())  # leave-one-out, as for ``snr``
+    mnorm = float(np.linalg.norm(mean))
+    out["snr_vec"] = (_signed_root(signal / total_var) if total_var > 0
+                      else (math.inf if mnorm > 0 else math.nan))
     norms = np.linalg.norm(g, axis=1)
     out["grad_norm"] = float(norms.mean())
     out["zero_frac"] = float((norms == 0).mean())
@@ -379,49 +408,64 @@ def summary_table(result: GradVarResult,
 
 @dataclass(frozen=True)
 class Check:
-    """One claim of the paper, tested on this result: ``holds`` is None when the data cannot say."""
+    """One claim of the paper, tested on this result: ``verdict`` is agrees / disagrees / inconclusive
+    (:mod:`analysis.verdicts`)."""
 
     claim: str
-    holds: bool | None
+    verdict: str
     detail: str
 
+    @property
+    def holds(self) -> bool | None:
+        """True (agrees), False (disagrees) or None (inconclusive)."""
+        return {AGREES: True, DISAGREES: False}.get(self.verdict)
 
-def paper_checks(result: GradVarResult, statistic: str = "var_all") -> list[Check]:
-    """Test section 3.3's two claims about Figure 4 on this result.
 
-    1. Variance grows with r' (mean over images strictly increasing in r', and per image: the fraction of
-       images whose variance is strictly increasing). 2. SAP's variance is below every r' > 0 dropout strategy's
-       (means, and whether the 95% intervals separate).
+def _paired_steps(result: GradVarResult, statistic: str, pairs: list[tuple[str, str]],
+                  seed: int) -> list[tuple[str, str, float, float, float]]:
+    """For each (lower, upper) defender pair: the mean over images of ``upper - lower`` (per image, so the images
+    pair up) with its percentile-bootstrap interval over images at :data:`analysis.verdicts.LEVEL`."""
+    wide = result.per_image.pivot(index="image", columns="defender", values=statistic)
+    out = []
+    for k, (lo, hi) in enumerate(pairs):
+        diff = (wide[hi] - wide[lo]).to_numpy(float)
+        mean, low, high, _ = bootstrap_mean(diff[np.isfinite(diff)], seed=seed + k, level=LEVEL)
+        out.append((lo, hi, mean, low, high))
+    return out
+
+
+def paper_checks(result: GradVarResult, statistic: str = "var_all", seed: int = 0) -> list[Check]:
+    """Test section 3.3's two claims about Figure 4 on this result, from intervals over images.
+
+    1. Variance grows with r': for each pair of neighbouring rates, the per-image difference (higher rate minus
+       lower) with its bootstrap interval over images; agrees when every step's interval lies above 0, disagrees
+       when some step's lies at or below 0, else inconclusive (:func:`analysis.verdicts.combine`).
+    2. SAP's variance is below every r' > 0 dropout strategy's: per dropout strategy, the per-image difference
+       (dropout minus SAP), combined the same way.
     """
     t = result.table
     checks: list[Check] = []
     drop = t[t["defense"].isin(["none", "dropout"])].sort_values("test_dropout")
     if len(drop) >= 2:
-        means = drop[statistic].to_numpy()
-        increasing = bool(np.all(np.diff(means) > 0))
-        wide = result.per_image.pivot(index="image", columns="defender", values=statistic)[list(drop["defender"])]
-        per_image = float(np.mean(np.all(np.diff(wide.to_numpy(), axis=1) > 0, axis=1)))
-        rates = ", ".join(f"{r:g}" for r in drop["test_dropout"])
+        labels = list(drop["defender"])
+        steps = _paired_steps(result, statistic, list(zip(labels[:-1], labels[1:])), seed)
+        verdict = combine([against_sign(low, high, +1) for *_, low, high in steps])
         checks.append(Check(
-            f"{statistic} grows with r'", increasing,
-            f"means over r' = {rates}: " + ", ".join(f"{m:.3g}" for m in means)
-            + f"; strictly increasing on {per_image:.0%} of {result.per_image['image'].nunique()} images"))
+            f"{statistic} grows with r'", verdict,
+            "per step, mean over images of the increase [" + level_text() + " bootstrap interval over images]: "
+            + "; ".join(f"{lo} -> {hi}: {m:+.3g} [{low:+.3g}, {high:+.3g}]" for lo, hi, m, low, high in steps)))
     sap = t[t["defense"] == "sap"]
     dropout = t[(t["defense"] == "dropout") & (t["test_dropout"] > 0)]
     for _, s in sap.iterrows():
         if dropout.empty:
             break
-        below = bool(np.all(s[statistic] < dropout[statistic]))
-        weakest = dropout.loc[dropout[statistic].idxmin()]
-        separated = bool(s[f"{statistic}_high"] < weakest[f"{statistic}_low"]
-                         or s[f"{statistic}_low"] > weakest[f"{statistic}_high"])
+        steps = _paired_steps(result, statistic, [(s["defender"], d) for d in dropout["defender"]], seed)
+        verdict = combine([against_sign(low, high, +1) for *_, low, high in steps])
         checks.append(Check(
-            f"{s['defender']}: {statistic} below every dropout strategy (Fig. 4f)", below,
-            f"{s['defender']} {s[statistic]:.3g} [{s[f'{statistic}_low']:.3g}, {s[f'{statistic}_high']:.3g}] vs "
-            f"smallest dropout {weakest['defender']} {weakest[statistic]:.3g} [{weakest[f'{statistic}_low']:.3g}, "
-            f"{weakest[f'{statistic}_high']:.3g}]; "
-            f"SAP is {'below' if s[statistic] < weakest[statistic] else 'above'} it "
-            f"and the intervals {'separate' if separated else 'overlap'}"))
+            f"{s['defender']}: {statistic} below every dropout strategy (Fig. 4f)", verdict,
+            f"per dropout strategy, mean over images of (dropout - {s['defender']}) [{level_text()} bootstrap "
+            "interval over images]: "
+            + "; ".join(f"{hi}: {m:+.3g} [{low:+.3g}, {high:+.3g}]" for _, hi, m, low, high in steps)))
     return checks
 
 
@@ -445,6 +489,14 @@ def read_payoff_frame(path: str | Path) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
+def read_payoff_images(path: str | Path) -> ImageData | None:
+    """The per-image sidecar ``X.images.npz`` of a payoff CSV ``X.csv`` (validated), or None if there is none."""
+    from gameplay.images import read_image_data, sidecar_path
+
+    side = sidecar_path(path)
+    return read_image_data(side) if side.is_file() else None
+
+
 def _spearman(x: np.ndarray, y: np.ndarray) -> float:
     if len(x) < 3 or np.unique(x).size < 2 or np.unique(y).size < 2:
         return math.nan
@@ -461,8 +513,13 @@ def _spearman_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         return np.where(den > 0, (rx * ry).sum(axis=1) / den, np.nan)
 
 
-def _permutation_p(x: np.ndarray, y: np.ndarray, seed: int, resamples: int = 9999) -> float:
-    """Two-sided permutation p-value of Spearman's rho = 0: exact (all n! pairings) for n <= 7, otherwise
+PERMUTATIONS = 9999
+"""Random pairings of the permutation test when not all n! are enumerated (exact when n! <= 9999: n <= 7)."""
+
+
+def _permutation_p(x: np.ndarray, y: np.ndarray, seed: int, resamples: int = PERMUTATIONS) -> float:
+    """Two-sided permutation p-value of Spearman's rho = 0: exact (all n! pairings, the observed one among them)
+    when n! <= ``resamples`` (n <= 7 at the default 9999, since 7! = 5040 and 8! = 40320), otherwise
     ``resamples`` random pairings plus the observed one."""
     rho = _spearman(x, y)
     if math.isnan(rho):
@@ -480,15 +537,19 @@ def _permutation_p(x: np.ndarray, y: np.ndarray, seed: int, resamples: int = 999
     return (hits + extra) / (len(perms) + extra)
 
 
+NOISE_INTERVAL = ("measurement-noise interval: every estimate redrawn within its standard error, independently "
+                  "(not a bootstrap over images or strategies)")
+
+
 @dataclass(frozen=True, eq=False)
 class VarianceAsrRelation:
     """Does a gradient statistic predict ASR across defender strategies?
 
     ``table``: one row per (attacker[, model], statistic): ``n`` strategies, Spearman ``rho``, ``rho_low`` /
-    ``rho_high`` (95% percentile interval of rho when every ASR and every statistic is redrawn from
-    Normal(estimate, its standard error): how sure the ranking is given the measurement noise), ``p_value``
-    (permutation test of rho = 0 over the strategies, exact for n <= 8), ``rho_dropout_only`` (SAP left out),
-    ``expected`` (the sign the paper's explanation predicts: variance -, SNR/cosine +) and ``verdict``.
+    ``rho_high`` (its interval at :data:`analysis.verdicts.LEVEL`; ``interval`` says which kind: a bootstrap over
+    images when the per-image statistics are given, else a measurement-noise interval), ``p_value`` (permutation
+    test of rho = 0 over the strategies, exact for n <= 7), ``rho_dropout_only`` (SAP left out), ``expected``
+    (the sign the paper's explanation predicts: variance -, SNR/cosine +) and ``verdict``.
     ``points``: the merged (statistic, ASR) pairs.
     """
 
@@ -497,17 +558,51 @@ class VarianceAsrRelation:
     statistics: tuple[str, ...]
 
 
+def _statistic_draws(g: pd.DataFrame, stat: str, per_image: pd.DataFrame | None, resamples: int,
+                     rng: np.random.Generator) -> np.ndarray:
+    """(resamples, k) draws of each strategy's mean statistic: images resampled jointly across strategies when
+    ``per_image`` is given, else each estimate redrawn within its standard error."""
+    x = g[stat].to_numpy(float)
+    if per_image is not None:
+        wide = per_image.pivot(index="image", columns="defender", values=stat)[list(g["defender"])].to_numpy(float)
+        idx = rng.integers(0, len(wide), size=(resamples, len(wide)))
+        with np.errstate(invalid="ignore"):
+            return np.nanmean(wide[idx], axis=1)
+    se = np.nan_to_num(g[f"{stat}_se"].to_numpy(float), posinf=0.0) if f"{stat}_se" in g else np.zeros(len(g))
+    return x + rng.standard_normal((resamples, len(x))) * se
+
+
+def _asr_draws(g: pd.DataFrame, images: ImageData | None, resamples: int,
+               rng: np.random.Generator) -> tuple[np.ndarray, bool]:
+    """(resamples, k) draws of each strategy's ASR: paired over the payoff table's images when ``images`` holds
+    every cell, else each ASR redrawn within its standard error; and whether paired."""
+    keys = list(g["key"]) if "key" in g else []
+    if images is not None and keys and all(images.has(k) for k in keys):
+        return images.resample(images.cell_rows(keys), np.array([], dtype=np.int64), resamples, rng)[0], True
+    asr = g["asr"].to_numpy(float)
+    se = np.nan_to_num(g["asr_std_error"].to_numpy(float)) if "asr_std_error" in g else np.zeros(len(g))
+    return np.clip(asr + rng.standard_normal((resamples, len(asr))) * se, 0.0, 1.0), False
+
+
 def variance_asr_relation(stats_df: pd.DataFrame, payoff_df: pd.DataFrame,
                           statistics: Sequence[str] = ("var_all", "var_chosen", "snr_all", "snr_vec", "cos_all"),
-                          resamples: int = 2000, seed: int = 0, alpha: float = 0.05) -> VarianceAsrRelation:
+                          resamples: int = 2000, seed: int = 0, alpha: float = ALPHA,
+                          per_image: pd.DataFrame | None = None,
+                          images: ImageData | None = None) -> VarianceAsrRelation:
     """Relate gradient statistics (a :attr:`GradVarResult.table`) to ASR (a payoff table) over defenders.
 
     Rows are matched on the defender strategy ``(defense, test_dropout, sap_draws)`` (``sap_draws`` NaN = one
     draw per unit; a table without the column counts as all NaN). The
     payoff table is narrowed to the statistics' model: its ``train_dropout`` and, where the payoff table names
-    it, its ``model``. Groups are attackers (and models, if several remain). Verdict: ``as the paper predicts``
-    when p < alpha, the noise interval excludes 0 and the sign is the expected one; ``against the paper`` when
-    the same holds with the opposite sign; ``inconclusive`` otherwise.
+    it, its ``model``. Groups are attackers (and models, if several remain).
+
+    The interval of rho: with ``per_image`` (:attr:`GradVarResult.per_image`) a percentile bootstrap over images,
+    the gradient images resampled jointly across strategies and the ASRs paired over the payoff table's images
+    (``images``, :class:`gameplay.images.ImageData`) or, without them, redrawn within their standard errors;
+    without ``per_image`` a measurement-noise interval (every estimate redrawn within its standard error). The
+    ``interval`` column names which. Verdict (statistics with a predicted sign): ``agrees`` when p < alpha and the
+    interval lies on the predicted side of 0, ``disagrees`` when p < alpha and it lies on the other side,
+    ``inconclusive`` otherwise; statistics the paper makes no prediction for get ``n/a``.
     """
     for col in ("defense", "test_dropout", *statistics):
         if col not in stats_df.columns:
@@ -515,6 +610,8 @@ def variance_asr_relation(stats_df: pd.DataFrame, payoff_df: pd.DataFrame,
     for col in ("attacker", "defense", "test_dropout", "asr"):
         if col not in payoff_df.columns:
             raise DefdropError(f"payoff table lacks column {col!r}")
+    if per_image is not None and "defender" not in stats_df:
+        raise DefdropError("per-image statistics need the statistics table's defender column")
     pay = payoff_df.copy()
     if "train_dropout" in stats_df and "train_dropout" in pay and stats_df["train_dropout"].notna().all():
         rates = stats_df["train_dropout"].unique()
@@ -539,7 +636,7 @@ def variance_asr_relation(stats_df: pd.DataFrame, payoff_df: pd.DataFrame,
                            "filter it to one model and one SAP variant")
     keep = [c for c in ("defender", "defense", "test_dropout", "_key") if c in st] + [
         c for s in statistics for c in (s, f"{s}_low", f"{s}_high", f"{s}_se") if c in st]
-    asr_cols = [c for c in ("asr", "asr_low", "asr_high", "asr_std_error") if c in pay]
+    asr_cols = [c for c in ("asr", "asr_low", "asr_high", "asr_std_error", "key") if c in pay]
     points = pay[groups + ["_key"] + asr_cols].merge(st[keep], on="_key", how="inner")
     points = points[points["asr"].notna()].drop(columns="_key").reset_index(drop=True)
 
@@ -548,28 +645,30 @@ def variance_asr_relation(stats_df: pd.DataFrame, payoff_df: pd.DataFrame,
     for gkey, g in points.groupby(groups, sort=True):
         gkey = gkey if isinstance(gkey, tuple) else (gkey,)
         asr = g["asr"].to_numpy(float)
-        asr_se = np.nan_to_num(g["asr_std_error"].to_numpy(float)) if "asr_std_error" in g else np.zeros(len(g))
+        asr_draws, paired = _asr_draws(g, images, resamples, rng)
         for stat in statistics:
             x = g[stat].to_numpy(float)
-            x_se = np.nan_to_num(g[f"{stat}_se"].to_numpy(float), posinf=0.0) if f"{stat}_se" in g \
-                else np.zeros(len(g))
             rho = _spearman(x, asr)
-            noise = rng.standard_normal((2, resamples, len(x)))
-            draws = _spearman_rows(x + noise[0] * x_se, np.clip(asr + noise[1] * asr_se, 0.0, 1.0))
+            draws = _spearman_rows(_statistic_draws(g, stat, per_image, resamples, rng), asr_draws)
             draws = draws[~np.isnan(draws)]
-            low, high = np.quantile(draws, [0.025, 0.975]) if draws.size else (math.nan, math.nan)
+            half = (1.0 - LEVEL) / 2.0
+            low, high = np.quantile(draws, [half, 1.0 - half]) if draws.size else (math.nan, math.nan)
             p = _permutation_p(x, asr, seed)
             drop_only = (g["defense"] != "sap").to_numpy()
             expected = EXPECTED_SIGN.get(stat.split("_")[0], 0)
-            shown = not math.isnan(rho) and not math.isnan(p) and p < alpha and not low <= 0 <= high
+            significant = not math.isnan(rho) and not math.isnan(p) and p < alpha
             if expected == 0:
-                verdict = "associated" if shown else "no association shown"
-            elif not shown:
-                verdict = "inconclusive"
+                verdict = "n/a"
             else:
-                verdict = "as the paper predicts" if np.sign(rho) == expected else "against the paper"
+                verdict = against_sign(float(low), float(high), expected) if significant else INCONCLUSIVE
+            if per_image is None:
+                interval = NOISE_INTERVAL
+            else:
+                interval = ("bootstrap over images: gradient images resampled jointly across strategies, ASR "
+                            + ("paired over the payoff table's images" if paired
+                               else "redrawn within its standard errors"))
             rows.append({**dict(zip(groups, gkey)), "statistic": stat, "n": len(g), "rho": rho,
-                         "rho_low": float(low), "rho_high": float(high), "p_value": p,
+                         "rho_low": float(low), "rho_high": float(high), "interval": interval, "p_value": p,
                          "rho_dropout_only": _spearman(x[drop_only], asr[drop_only]),
                          "expected": {-1: "-", 1: "+", 0: "?"}[expected], "verdict": verdict})
     return VarianceAsrRelation(pd.DataFrame(rows), points, tuple(statistics))
@@ -577,9 +676,11 @@ def variance_asr_relation(stats_df: pd.DataFrame, payoff_df: pd.DataFrame,
 
 # --------------------------------------------------------------------------- the page
 def write_gradvar_html(result: GradVarResult, path: str | Path, payoff_df: pd.DataFrame | None = None,
-                       image: int = 0, title: str = "Gradient variance of defensive dropout vs SAP") -> Path:
+                       image: int = 0, title: str = "Gradient variance of defensive dropout vs SAP",
+                       images: ImageData | None = None) -> Path:
     """Write the self-contained analysis page: Figure 4 (for input ``image``), statistics against r', the table,
-    the paper checks and, given a payoff table, Figures 3/5 and the statistic-ASR relation."""
+    the paper checks and, given a payoff table (and optionally its per-image data ``images``), Figures 3/5 and
+    the statistic-ASR relation."""
     from analysis import figures
     from analysis.html import write_page
 
@@ -606,19 +707,21 @@ def write_gradvar_html(result: GradVarResult, path: str | Path, payoff_df: pd.Da
         "interval).",
         figures.figure_statistics_vs_rate(result),
         "## Does the paper's explanation hold here?",
-        "\n".join(f"- **{'holds' if c.holds else ('does not hold' if c.holds is False else 'undecided')}**: "
-                  f"{c.claim}. {c.detail}" for c in paper_checks(result)) or "No dropout strategies to compare.",
+        "\n".join(f"- **{c.verdict}**: {c.claim}. {c.detail}" for c in paper_checks(result))
+        or "No dropout strategies to compare.",
         "## Statistics table",
         f"Mean over the {n} inputs [{result.interval}].",
         summary_table(result),
     ]
     if payoff_df is not None:
-        relation = variance_asr_relation(result.table, payoff_df)
+        relation = variance_asr_relation(result.table, payoff_df, per_image=result.per_image, images=images)
         blocks += [
             "## Gradient statistics against attack success rate",
-            "Spearman rank correlation over the defender strategies, with a 95% interval from redrawing every "
-            "estimate within its standard error and a permutation p-value. Across dropout rates r' drives both "
-            "variance and ASR, so SAP is the telling point: does it sit where its variance says?",
+            f"Spearman rank correlation over the defender strategies, with a {level_text()} interval (a bootstrap "
+            "over images: the gradient images resampled jointly across strategies; the ASRs paired over the "
+            "payoff table's images where its per-image data is given, otherwise redrawn within their standard "
+            "errors) and a permutation p-value. Across dropout rates r' drives both variance and ASR, so SAP is "
+            "the telling point: does it sit where its variance says?",
             figures.figure_statistic_vs_asr(relation),
             relation.table,
             "## Figures 3 and 5: accuracy, ASR and L2 over (train rate r, test rate r')",

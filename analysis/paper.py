@@ -9,24 +9,38 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
+from analysis.verdicts import against_value
+from gameplay import rules
+
+MNIST_DATASETS = {"mnist": "MNIST", "mnist-5k": "mnist-5k (a 5,000-image subset of MNIST)"}
+"""Our datasets that are the paper's MNIST (the whole of it, or a subset of its digits)."""
+
 
 @lru_cache(maxsize=1)
 def paper_numbers() -> dict:
-    """The transcription of the paper's Tables 2-6 and headline figures, loaded once."""
+    """The transcription of the paper's Tables 2-6, headline figures and protocol, loaded once."""
     return json.loads(resources.files("analysis").joinpath("paper_numbers.json").read_text())
 
 
 def is_adaptive(table: pd.DataFrame) -> pd.Series:
-    """Rows whose attacker goes beyond the paper: EOT > 1, the `expected` success test, or kappa > 0."""
-    kappa = table["kappa"].fillna(0.0) if "kappa" in table else 0.0
-    return (table["eot"] > 1) | (table["success_test"] == "expected") | (kappa > 0)
+    """Rows whose attacker goes beyond the paper's (:func:`gameplay.rules.is_adaptive`: EOT > 1, the
+    ``expected`` success test, or kappa > 0)."""
+    kappa = table["kappa"] if "kappa" in table else 0.0
+    return pd.Series(np.asarray(rules.is_adaptive(table["eot"], table["success_test"], kappa), dtype=bool),
+                     index=table.index)
+
+
+def comparable_dataset(paper: str, ours: str) -> bool:
+    """Whether our dataset is the paper's: the same name, or an MNIST subset for the paper's MNIST."""
+    return ours == paper or (paper == "mnist" and ours in MNIST_DATASETS)
 
 
 def _rate(value: float) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.2f}%"
 
 
-def _match(table: pd.DataFrame, attack: str, train: float, test: float | None, defense: str | None = None) -> pd.Series | None:
+def _match(table: pd.DataFrame, attack: str, train: float, test: float | None,
+           defense: str | None = None) -> pd.Series | None:
     rows = table[(table["attack"] == attack) & ~is_adaptive(table) & np.isclose(table["train_dropout"], train)]
     if defense == "sap":
         rows = rows[rows["defense"] == "sap"]
@@ -36,10 +50,11 @@ def _match(table: pd.DataFrame, attack: str, train: float, test: float | None, d
 
 
 def compare_with_paper(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per published number: artefact, attack, r, r', metric, paper, ours with its interval.
+    """One row per published number: artefact, attack, r, r', metric, paper, ours with its interval, verdict.
 
-    ``within`` says whether the paper's value lies in our 95% interval (ASR and clean accuracy); rows we did
-    not run (that r or r' absent from the table) have NaN for ours.
+    ``within_interval`` says whether the paper's value lies in our interval (descriptive only); ``verdict`` is
+    :func:`analysis.verdicts.against_value` of our interval against the paper's value (ASR and clean accuracy;
+    None for L2, which has no interval). Rows we did not run (that r or r' absent from the table) have NaN for ours.
     """
     out = []
     dataset = str(table["dataset"].iloc[0]) if "dataset" in table and len(table) else "?"
@@ -50,6 +65,10 @@ def compare_with_paper(table: pd.DataFrame) -> pd.DataFrame:
             for test, value in cols.items():
                 row = _match(table, spec["attack"], float(train), float(test))
                 out.append(_cmp_row(name, spec, float(train), float(test), "asr", value, row, dataset))
+        for train, cols in spec.get("clean_accuracy", {}).items():
+            for test, value in cols.items():
+                row = _match(table, spec["attack"], float(train), float(test))
+                out.append(_cmp_row(name, spec, float(train), float(test), "clean_accuracy", value, row, dataset))
     spec = tables["table2"]
     for i, train in enumerate(spec["train_dropout"]):
         row = _match(table, "cw", train, None, defense="sap")
@@ -64,8 +83,9 @@ def _cmp_row(name: str, spec: dict, train: float, test: float, metric: str, pape
     ours = float(row[metric]) if row is not None else nan
     low = float(row[f"{metric}_low"]) if row is not None and f"{metric}_low" in row else nan
     high = float(row[f"{metric}_high"]) if row is not None and f"{metric}_high" in row else nan
-    within = bool(low <= paper <= high) if not (math.isnan(low) or math.isnan(high)) else None
+    known = not (math.isnan(low) or math.isnan(high))
+    within = bool(low <= paper <= high) if known else None
     return {"artefact": name, "paper_dataset": spec["dataset"], "our_dataset": dataset, "attack": spec["attack"],
             "train_dropout": train, "test_dropout": test, "metric": metric, "paper": paper, "ours": ours,
             "ours_low": low, "ours_high": high, "difference": ours - paper if not math.isnan(ours) else nan,
-            "within_interval": within}
+            "within_interval": within, "verdict": against_value(low, high, paper) if known else None}

@@ -23,7 +23,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from analysis.paper import paper_numbers
 from analysis.report import write_report
+from gameplay.algorithm1 import algorithm1_table
+from gameplay.images import ImageData
+from gameplay.table import PayoffTable, payoff_table_from_frame
 from payoffs.checkpoint import load_checkpoint, save_checkpoint
 from payoffs.data import load_dataset
 from payoffs.errors import DefdropError
@@ -32,6 +36,8 @@ from payoffs.table import TABLE_COLUMNS, build_payoff_table, load_model_refs
 from payoffs.training import TrainConfig, train
 
 Log = Callable[[str], None]
+PAPER = paper_numbers()
+PROTOCOL, FIGURE4 = PAPER["protocol"], PAPER["figures"]["figure4"]
 
 
 @dataclass(frozen=True)
@@ -53,15 +59,18 @@ class Profile:
     sweeps: tuple[Sweep, ...]
     n_images: int
     eval_samples: int
-    cw_search_steps: int = 10
-    cw_iterations: int = 100
+    cw_search_steps: int = PROTOCOL["cw_search_steps"]  # the paper's C&W: 10 binary-search steps x 100 iterations
+    cw_iterations: int = PROTOCOL["cw_iterations"]
+    fgsm_eps: float = PROTOCOL["fgsm_eps"]
     adaptive_eot: int = 8
     adaptive_kappa: float = 5.0
     adaptive_search_steps: int | None = None  # None: the same as the paper attacker's
     gradvar_images: int = 20
-    gradvar_samples: int = 50
-    gradvar_train_rate: float = 0.3
-    max_accuracy_drop: float = 0.01
+    gradvar_samples: int = FIGURE4["samples"]  # Figure 4: 50 sampled gradients in 5 dimensions, r' = 0.1..0.9
+    gradvar_dims: int = FIGURE4["dims"]
+    gradvar_test_rates: tuple[float, ...] = tuple(FIGURE4["test_dropout"])
+    gradvar_train_rate: float = PAPER["headline"]["train_dropout"]  # our C&W model (the paper's Fig. 4: CIFAR r = 0.7)
+    max_accuracy_drop: float = PAPER["mnist_accuracy_limit"]["max_accuracy_drop"]  # Tables 4-6: "<1%" drop
     description: str = ""
 
 
@@ -69,8 +78,7 @@ PROFILES: dict[str, Profile] = {
     "quick": Profile(
         name="quick", train_rates=(0.3, 0.7), epochs=10, test_rates=(0.0, 0.1, 0.3, 0.5, 0.7, 0.9),
         sweeps=(Sweep((0.3,), ("cw",)), Sweep((0.7,), ("fgsm", "jsma"))),
-        n_images=5, eval_samples=10, cw_search_steps=10, cw_iterations=100, adaptive_eot=4, adaptive_kappa=5.0,
-        adaptive_search_steps=5, gradvar_images=5, gradvar_samples=50,
+        n_images=5, eval_samples=10, adaptive_eot=4, adaptive_kappa=5.0, adaptive_search_steps=5, gradvar_images=5,
         description="two models (r = 0.3 for C&W as in Table 6, r = 0.7 for FGSM/JSMA as in Tables 4-5), "
                     "5 images x 9 targets per cell, M = 10; the adaptive C&W uses EOT 4 and 5 x 100 to fit "
                     "the 10-minute budget"),
@@ -78,7 +86,7 @@ PROFILES: dict[str, Profile] = {
         name="paper", train_rates=(0.0, 0.1, 0.3, 0.5, 0.7, 0.9), epochs=20,
         test_rates=(0.0, 0.1, 0.3, 0.5, 0.7, 0.9),
         sweeps=(Sweep((0.0, 0.1, 0.3, 0.5, 0.7, 0.9), ("cw",)), Sweep((0.3, 0.7), ("fgsm", "jsma"))),
-        n_images=100, eval_samples=20, gradvar_images=20, gradvar_samples=50,
+        n_images=100, eval_samples=20, gradvar_images=20,
         description="the paper's protocol: 100 images x 9 targets per cell, C&W 10 x 100, M = 20, every "
                     "training rate for C&W (Figure 3), r = 0.3 and 0.7 for FGSM and JSMA"),
     "smoke": Profile(
@@ -90,11 +98,22 @@ PROFILES: dict[str, Profile] = {
 
 
 def paper_attacker(attack: str, profile: Profile) -> AttackerStrategy:
-    """The paper's attacker: one sampled sub-network per gradient, success judged on that sample."""
+    """The paper's attacker: one sampled sub-network per gradient, success judged on that sample; C&W with the
+    profile's search (the paper's 10 x 100 by default), FGSM with the paper's eps."""
     if attack == "cw":
         return AttackerStrategy("cw", (("kappa", 0.0), ("search_steps", profile.cw_search_steps),
                                        ("iterations", profile.cw_iterations)))
+    if attack == "fgsm":
+        return AttackerStrategy("fgsm", _fgsm_params(profile))
     return AttackerStrategy(attack)
+
+
+def _fgsm_params(profile: Profile) -> tuple[tuple[str, float], ...]:
+    """FGSM's eps given explicitly only where it departs from the attack's declared default (so strategy ids
+    and cache keys of the paper's FGSM stay ``fgsm``); either way the cell runs at ``profile.fgsm_eps``."""
+    from payoffs.registry import ATTACKS
+
+    return () if ATTACKS["fgsm"].resolve({})["eps"] == profile.fgsm_eps else (("eps", profile.fgsm_eps),)
 
 
 def adaptive_attacker(attack: str, profile: Profile) -> AttackerStrategy:
@@ -103,6 +122,8 @@ def adaptive_attacker(attack: str, profile: Profile) -> AttackerStrategy:
         steps = profile.adaptive_search_steps or profile.cw_search_steps
         return AttackerStrategy("cw", (("kappa", profile.adaptive_kappa), ("search_steps", steps),
                                        ("iterations", profile.cw_iterations)), profile.adaptive_eot, "expected")
+    if attack == "fgsm":
+        return AttackerStrategy("fgsm", _fgsm_params(profile), profile.adaptive_eot, "expected")
     return AttackerStrategy(attack, (), profile.adaptive_eot, "expected")
 
 
@@ -216,43 +237,46 @@ def run_gradvar_stage(profile: Profile, models: dict[float, Path], data_dir: Pat
     model, meta = load_checkpoint(models[r], device)
     data = load_dataset(meta["dataset"], data_dir)
     x, y, target = select_inputs(model, data.x_test, data.y_test, profile.gradvar_images)
-    rates = [0.1, 0.3, 0.5, 0.7, 0.9]
-    return run_gradvar(model, x.to(device), target.to(device), build_defenders(rates, sap=True),
-                       samples=profile.gradvar_samples, dims=5, seed=seed, true_labels=y)
+    return run_gradvar(model, x.to(device), target.to(device), build_defenders(profile.gradvar_test_rates, sap=True),
+                       samples=profile.gradvar_samples, dims=profile.gradvar_dims, seed=seed, true_labels=y)
 
 
-def algorithm1_stage(table: pd.DataFrame, profile: Profile) -> pd.DataFrame:
-    """Stage 4a: the paper's Algorithm 1 per model, and every attacker's ASR at the rate it picks.
+def model_tables(table: pd.DataFrame, images: ImageData | None = None) -> dict[float, PayoffTable]:
+    """One validated in-memory payoff table per model (training rate r), with its per-image data."""
+    return {float(r): payoff_table_from_frame(group, f"<r={r:g}>", images)
+            for r, group in table.groupby("train_dropout", sort=True)}
 
-    Clean accuracy does not depend on the attacker, so one walk per model serves all its attackers.
-    """
-    from gameplay.algorithm1 import algorithm1
 
+def algorithm1_stage(table: pd.DataFrame, profile: Profile, images: ImageData | None = None) -> pd.DataFrame:
+    """Stage 4a: the library's Algorithm 1 (:func:`gameplay.algorithm1.algorithm1_table`) on each model's table,
+    and every attacker's ASR at the rate it picks (clean accuracy does not depend on the attacker, so one walk per
+    model serves all its attackers)."""
     rows = []
-    for r, group in table.groupby("train_dropout", sort=True):
-        grid = group[group["defense"] != "sap"].drop_duplicates("test_dropout").sort_values("test_dropout")
-        if grid.empty:
-            continue
-        reference = grid[grid["test_dropout"] == 0.0]
-        ref_acc = float(reference["clean_accuracy"].iloc[0]) if not reference.empty else float(grid["clean_accuracy"].max())
-        choice = algorithm1(grid["test_dropout"].tolist(), grid["clean_accuracy"].tolist(), ref_acc,
-                            profile.max_accuracy_drop)
-        at = group[(group["defense"] != "sap") & np.isclose(group["test_dropout"], choice.rate)]
-        for _, row in at.iterrows():
-            rows.append({"train_dropout": r, "attacker": row["attacker"], "chosen_test_dropout": choice.rate,
-                         "clean_accuracy": row["clean_accuracy"], "reference_accuracy": ref_acc,
-                         "epsilon": profile.max_accuracy_drop, "stopped_at": choice.stopped_at,
-                         "asr": row["asr"], "asr_low": row["asr_low"], "asr_high": row["asr_high"]})
+    for r, sub in model_tables(table, images).items():
+        a1 = algorithm1_table(sub, profile.max_accuracy_drop)
+        for row in a1.rows:
+            if row.defender is None:
+                continue
+            d = sub.defenders[sub.defender_labels.index(row.defender)]
+            rows.append({"train_dropout": r, "attacker": row.attacker, "chosen_test_dropout": a1.choice.rate,
+                         "clean_accuracy": d.accuracy, "reference_accuracy": a1.choice.reference_accuracy,
+                         "epsilon": profile.max_accuracy_drop, "stopped_at": a1.choice.stopped_at,
+                         "asr": row.asr, "asr_low": row.asr_low, "asr_high": row.asr_high})
     return pd.DataFrame(rows)
 
 
-def solve_stage(table: pd.DataFrame, out_dir: Path, profile: Profile, seed: int) -> list[dict]:
-    """Stage 4b: per sweep (one model's game), solve against the paper's attackers and with EOT added.
+def solve_stage(table: pd.DataFrame, out_dir: Path, profile: Profile, seed: int,
+                images: ImageData | None = None) -> list[dict]:
+    """Stage 4b: per sweep (one model's game), solve against the paper's attackers and with EOT added, in memory
+    (:func:`gameplay.solve.solve_table`); each game's table is also written as a CSV (with its per-image sidecar
+    when there is one) for ``defdrop solve``.
 
     A space with a single attacker strategy is not a game; Algorithm 1 (stage 4a) answers it alone.
     """
     from analysis.paper import is_adaptive
-    from gameplay.solve import solve_payoff_csv
+    from gameplay.images import sidecar_path
+    from gameplay.solve import solve_table
+    from payoffs.checkpoint import atomic_write_bytes
 
     answers = []
     for (attack_set, r), group in table.groupby([table["attack"].map(_sweep_key(profile)), "train_dropout"],
@@ -260,11 +284,19 @@ def solve_stage(table: pd.DataFrame, out_dir: Path, profile: Profile, seed: int)
         for label, rows in (("paper attacker", group[~is_adaptive(group)]), ("with EOT", group)):
             if rows["attacker"].nunique() < 2 or rows["defender"].nunique() < 2:
                 continue
-            path = out_dir / "tables" / f"game-r{r:g}-{attack_set}-{'paper' if label == 'paper attacker' else 'eot'}.csv"
+            space = "paper" if label == "paper attacker" else "eot"
+            path = out_dir / "tables" / f"game-r{r:g}-{attack_set}-{space}.csv"
             path.parent.mkdir(parents=True, exist_ok=True)
             rows.to_csv(path, index=False)
-            report = solve_payoff_csv(path, max_accuracy_drop=profile.max_accuracy_drop, solver="all",
-                                      robustness_samples=200, seed=seed)
+            game = payoff_table_from_frame(rows, str(path), images)
+            if game.images is not None:
+                keys = [k for k in game.cell_key.ravel()]
+                atomic_write_bytes(sidecar_path(path), game.images.subset(
+                    keys, [d.accuracy_key for d in game.defenders]).to_bytes())
+            else:
+                sidecar_path(path).unlink(missing_ok=True)  # never leave a stale sidecar beside a new CSV
+            report = solve_table(game, max_accuracy_drop=profile.max_accuracy_drop, solver="all",
+                                 robustness_samples=200, seed=seed)
             answers.append({"train_dropout": r, "attacks": attack_set, "space": label, "report": report,
                             "csv": path})
     return answers
@@ -283,16 +315,20 @@ def algorithm1_rates(alg1: pd.DataFrame) -> dict[float, float]:
 
 
 def build_report_blocks(result: StudyResult, comparison: pd.DataFrame, findings, answers: list[dict], gradvar,
-                        relation, alg1: pd.DataFrame) -> list:
+                        relation, alg1: pd.DataFrame, images: ImageData | None = None) -> list:
     from analysis.conclusions import summary_line
     from analysis.figures import (figure_accuracy_asr_l2_heatmaps, figure_gradient_densities,
                                   figure_statistics_vs_rate)
     from analysis.paper import is_adaptive, paper_numbers
     from analysis.solve_report import figure_payoff_heatmap
 
+    from analysis.verdicts import AGREEMENT_MARGIN, level_text
+
     p = result.profile
     table = result.table
     total = sum(result.seconds.values())
+    pairing = ("paired over test images (per-image data `tables/payoff.images.npz`)" if images is not None else
+               "cells taken as independent (no per-image data `tables/payoff.images.npz`)")
     models = ", ".join(f"r = {m['train_dropout']:g} ({100 * m['test_accuracy']:.2f}%)" for m in result.model_meta)
     blocks: list = [
         f"Reproduction of *{paper_numbers()['source']}* with defdrop.",
@@ -302,7 +338,9 @@ def build_report_blocks(result: StudyResult, comparison: pd.DataFrame, findings,
         f"- profile: `{p.name}`: {p.description}\n"
         f"- models (test accuracy): {models}; {p.epochs} epochs each\n"
         f"- per cell: N = {p.n_images} images x 9 targets = {9 * p.n_images} attacks, M = {p.eval_samples} defender "
-        f"samples per adversarial example; 95% intervals by bootstrap over attacks\n"
+        f"samples per adversarial example; {level_text()} intervals by bootstrap over images (an image's 9 "
+        f"attacks resampled together)\n"
+        f"- comparisons between cells (differences, trends, robustness): {pairing}\n"
         f"- C&W {p.cw_search_steps} x {p.cw_iterations}; adaptive attacker: EOT {p.adaptive_eot}, `expected` success "
         f"test, C&W kappa = {p.adaptive_kappa:g}, {p.adaptive_search_steps or p.cw_search_steps} x "
         f"{p.cw_iterations}\n"
@@ -314,13 +352,15 @@ def build_report_blocks(result: StudyResult, comparison: pd.DataFrame, findings,
         "## Conclusions\n\n**" + summary_line(findings) + "**\n\n" + "\n".join(f"- {f.text}" for f in findings),
     ]
     blocks.append("## The paper's tables beside ours\n\nASR as fractions; `paper` is the published value, `ours` "
-                  "our measurement with its 95% interval. Rows with `-` were not in this profile's sweep.")
+                  f"our measurement with its {level_text()} interval; `verdict`: agrees when our interval lies within "
+                  f"{100 * AGREEMENT_MARGIN:g} pp of the paper's value, disagrees when it lies entirely beyond that, "
+                  "inconclusive otherwise. Rows with `-` were not in this profile's sweep.")
     for name, group in comparison.groupby("artefact", sort=True):
         spec = paper_numbers()["tables"][name]
         blocks.append(f"### {PAPER_TABLE_NAMES[name]}: {spec['title']}" +
                       (f"\n\n{spec['note']}" if "note" in spec else ""))
         cols = ["train_dropout", "test_dropout", "metric", "paper", "ours", "ours_low", "ours_high", "difference",
-                "within_interval"]
+                "within_interval", "verdict"]
         blocks.append(group[cols].reset_index(drop=True))
     paper_rows = table[~is_adaptive(table)]
     blocks.append("## Figures 3 and 5: accuracy, ASR and L2 over training x test dropout rate (paper's attacker)")
@@ -339,9 +379,10 @@ def build_report_blocks(result: StudyResult, comparison: pd.DataFrame, findings,
         if relation is not None:
             blocks.append("Does gradient variance predict ASR across defender strategies here?")
             blocks.append(relation.table)
-    blocks.append(f"## Algorithm 1 and the game\n\nAlgorithm 1 (the paper's section 3.4) walks r' upward while clean "
-                  f"accuracy stays within epsilon = {p.max_accuracy_drop:g} of the undefended model's, and deploys the "
-                  f"last rate that did; below, every attacker's ASR at that rate (the adaptive ones included).")
+    blocks.append(f"## Algorithm 1 and the game\n\nAlgorithm 1 (the paper's section 3.4) walks r' upward while the "
+                  f"drop in clean accuracy from the undefended model's stays below epsilon = {p.max_accuracy_drop:g}, and "
+                  f"deploys the last rate where it did; below, every attacker's ASR at that rate (the adaptive ones "
+                  "included).")
     if not alg1.empty:
         blocks.append(alg1)
     for a in answers:
@@ -389,11 +430,12 @@ def run_study(profile: Profile, dataset: str, out_dir: Path, *, data_dir: Path |
     seconds["payoffs"] = now() - t0
     (out_dir / "tables").mkdir(exist_ok=True)
     table.to_csv(out_dir / "tables" / "payoff.csv", index=False)
+    images = payoff_images(out_dir / "tables" / "payoff.csv")
     result = StudyResult(out_dir, profile, dataset, table, seconds, meta, seed, str(device), jobs, batch_size)
     comparison = compare_with_paper(table)
     comparison.to_csv(out_dir / "tables" / "paper_vs_ours.csv", index=False)
     t0 = now()
-    grad, relation, variance_note = None, None, None
+    grad, relation, variance = None, None, None
     if gradvar:
         from analysis.gradvar import variance_asr_relation
         log("gradient variance (Figure 4)")
@@ -402,31 +444,40 @@ def run_study(profile: Profile, dataset: str, out_dir: Path, *, data_dir: Path |
         sub = table[np.isclose(table["train_dropout"], grad.train_dropout if grad.train_dropout is not None else
                                profile.gradvar_train_rate)]
         if not sub.empty:
-            relation = variance_asr_relation(grad.table, sub)
-            variance_note = _variance_note(relation)
+            relation = variance_asr_relation(grad.table, sub, per_image=grad.per_image, images=images)
+            variance = variance_of_paper_attacker(relation, sub)
     seconds["gradient variance"] = now() - t0
     t0 = now()
     log("solving the games")
-    alg1 = algorithm1_stage(table, profile)
+    alg1 = algorithm1_stage(table, profile, images)
     alg1.to_csv(out_dir / "tables" / "algorithm1.csv", index=False)
-    answers = solve_stage(table, out_dir, profile, seed)
+    answers = solve_stage(table, out_dir, profile, seed, images)
     seconds["games"] = now() - t0
-    findings = write_conclusions(table, comparison, algorithm1_rates(alg1), variance_note)
-    blocks = build_report_blocks(result, comparison, findings, answers, grad, relation, alg1)
+    findings = write_conclusions(table, comparison, algorithm1_rates(alg1), variance, images)
+    blocks = build_report_blocks(result, comparison, findings, answers, grad, relation, alg1, images)
     html_path, md_path = write_report(out_dir, f"defdrop reproduce: {dataset}, profile {profile.name}", blocks)
     write_json(out_dir / "run.json", {**settings_json(result), "seed": seed,
                                       "findings": [asdict(f) for f in findings]})
     return html_path, md_path, result
 
 
-def _variance_note(relation) -> str | None:
+def payoff_images(csv_path: Path) -> ImageData | None:
+    """The per-image sidecar of the study's payoff table (``tables/payoff.images.npz``), if stage 2 wrote one."""
+    from gameplay.images import read_image_data, sidecar_path
+
+    side = sidecar_path(csv_path)
+    return read_image_data(side) if side.is_file() else None
+
+
+def variance_of_paper_attacker(relation, table: pd.DataFrame):
+    """The finding of gradient variance (``var_all``) against the ASR of the paper's C&W attacker (the attacker
+    the paper's explanation is about; fixed before looking at the numbers), or None if the relation lacks it."""
+    from analysis.conclusions import variance_finding
+    from analysis.paper import is_adaptive
+
     rows = relation.table
     if rows.empty:
         return None
-    var = rows[rows["statistic"].str.startswith("var")]
-    if var.empty:
-        return None
-    r = var.iloc[0]
-    return (f"Across defender strategies, gradient variance and ASR have Spearman rho = {r['rho']:.2f} "
-            f"(95% interval {r['rho_low']:.2f} to {r['rho_high']:.2f}, p = {r['p_value']:.3f}, n = {int(r['n'])}): "
-            f"{r['verdict']}.")
+    paper = set(table.loc[~is_adaptive(table) & (table["attack"] == "cw"), "attacker"])
+    var = rows[(rows["statistic"] == "var_all") & rows["attacker"].isin(paper)]
+    return None if var.empty else variance_finding(var.iloc[0])

@@ -22,6 +22,12 @@ _EXPORTS = {
     "payoff_table_from_frame": "gameplay.table",
     "SolveReport": "gameplay.solve",
     "solve_payoff_csv": "gameplay.solve",
+    "solve_table": "gameplay.solve",
+    "ImageData": "gameplay.images",
+    "read_image_data": "gameplay.images",
+    "difference": "gameplay.images",
+    "is_adaptive": "gameplay.rules",
+    "within_accuracy_limit": "gameplay.rules",
 }
 
 __all__ = sorted(_EXPORTS)

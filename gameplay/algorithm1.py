@@ -15,18 +15,25 @@ holding that violating rate; we take the one before, which is what the text desc
 - the walk goes up the table's measured rates in ascending order (the grid's steps need not be equal) and stops
   at the *first* violation, even if a larger rate would satisfy the constraint again (accuracy is noisy);
 - the start is r' = 0 with a = a_max (line 2, no measurement), so if the very first rate violates, r' = 0;
-- the test is the paper's strict ``a > a_max - epsilon``: a drop of exactly epsilon stops the walk;
+- the test is the paper's strict ``a > a_max - epsilon`` (:func:`gameplay.rules.within_accuracy_limit`, the
+  one accuracy-limit rule of defdrop): a drop of exactly epsilon stops the walk;
 - the rate depends on accuracy alone, not on the attacker; the attacker strategy only decides the ASR
   reported at that rate. Step 1 ("a proper training dropout rate r in [0.3, 0.7]" with the best test accuracy)
-  picks, among several models, the one with the highest undefended accuracy among those with r in [0.3, 0.7]
-  (among all of them if none is).
+  picks, among several models, the one with the highest undefended accuracy among those with r in the paper's
+  range (read from ``analysis/paper_numbers.json``, key ``algorithm1.train_dropout_range``; among all models if
+  none is in it).
 """
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
+from functools import lru_cache
+from importlib import resources
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
+
+from gameplay.rules import within_accuracy_limit
 
 if TYPE_CHECKING:
     from gameplay.table import PayoffTable
@@ -74,7 +81,7 @@ def algorithm1(rates: Sequence[float], accuracies: Sequence[float], reference_ac
     for k, (r, a) in enumerate(zip(grid, accs)):
         if r == 0.0:
             continue
-        within = a > reference_accuracy - epsilon
+        within = within_accuracy_limit(reference_accuracy - a, epsilon)
         trace.append((r, a, within))
         if not within:
             return Algorithm1Choice(rate=rate, accuracy=acc, reference_accuracy=float(reference_accuracy),
@@ -126,9 +133,19 @@ class Algorithm1Table:
         return asdict(self)
 
 
-def algorithm1_table(table: "PayoffTable", epsilon: float) -> Algorithm1Table:
+@lru_cache(maxsize=1)
+def paper_train_range() -> tuple[float, float]:
+    """Step 1's range of training dropout rates, [0.3, 0.7] in the paper (a data file, not an analysis import)."""
+    numbers = json.loads(resources.files("analysis").joinpath("paper_numbers.json").read_text())
+    low, high = numbers["algorithm1"]["train_dropout_range"]
+    return float(low), float(high)
+
+
+def algorithm1_table(table: "PayoffTable", epsilon: float,
+                     train_range: tuple[float, float] | None = None) -> Algorithm1Table:
     """Run Algorithm 1 on each model's dropout grid (r' = 0 = the ``none`` row) and read every attacker's ASR
-    at the rate chosen on the step-1 model. SAP rows do not enter it."""
+    at the rate chosen on the step-1 model (``train_range``: step 1's range of r, default the paper's). SAP rows
+    do not enter it."""
     per_model = []
     chosen_rows: dict[str, int | None] = {}
     for ref in table.references:
@@ -137,9 +154,10 @@ def algorithm1_table(table: "PayoffTable", epsilon: float) -> Algorithm1Table:
                             [table.defenders[i].accuracy for i in rows], ref.accuracy, epsilon)
         chosen_rows[ref.model] = None if choice.index is None else rows[choice.index]
         per_model.append((ref.model, ref.train_dropout, ref.accuracy, choice))
-    # Step 1: the training rate r in [0.3, 0.7] (all models if none is) with the best test accuracy; ties: the
-    # first model in table order.
-    candidates = [p for p in per_model if 0.3 <= p[1] <= 0.7] or per_model
+    # Step 1: the training rate r in the paper's range (all models if none is) with the best test accuracy; ties:
+    # the first model in table order.
+    low, high = train_range or paper_train_range()
+    candidates = [p for p in per_model if low <= p[1] <= high] or per_model
     model, train_dropout, _, choice = max(candidates, key=lambda p: p[2])
     row = chosen_rows[model]
     out = []

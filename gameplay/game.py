@@ -63,8 +63,9 @@ class Game:
     @classmethod
     def from_payoff_table(cls, table: PayoffTable | pd.DataFrame, *, max_accuracy_drop: float | None = None,
                           mu: float = 0.0, lam: float = 0.0) -> "Game":
-        """The game of a payoff table: U_a = ASR - mu L2, U_d = -ASR - lambda drop (``gameplay.utility``), keeping
-        only defender strategies whose accuracy drop does not exceed ``max_accuracy_drop`` (None: all)."""
+        """The game of a payoff table: U_a = ASR - mu x (L2 paid per attack), U_d = -ASR - lambda drop
+        (``gameplay.utility``), keeping only defender strategies within the accuracy limit: a drop below
+        ``max_accuracy_drop``, the undefended rows always (``gameplay.rules``; None: all)."""
         if isinstance(table, pd.DataFrame):
             table = payoff_table_from_frame(table)
         require_game(table)
@@ -72,7 +73,7 @@ class Game:
         rows = feasible_rows(table, max_accuracy_drop)
         if rows.size == 0:
             k = int(np.argmin(table.accuracy_drop))
-            raise DefdropError(f"no defender strategy keeps the accuracy drop within {max_accuracy_drop:g}: the "
+            raise DefdropError(f"no defender strategy keeps the accuracy drop below {max_accuracy_drop:g}: the "
                                f"smallest is {table.accuracy_drop[k]:.4g} ({table.defenders[k].label})")
         A, B = utilities(table, mu, lam)
         game = cls(A[rows], B[rows], defender_labels=[table.defender_labels[i] for i in rows],

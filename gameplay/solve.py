@@ -34,7 +34,7 @@ from gameplay.minimax import minimax, pure_maximin
 from gameplay.nash import NashResult
 from gameplay.robustness import Robustness
 from gameplay.table import AttackerInfo, DefenderInfo, PayoffTable, Reference, read_payoff_csv
-from gameplay.utility import check_parameters
+from gameplay.utility import check_parameters, l2_paid
 from payoffs.errors import DefdropError
 
 SOLVERS = ("all", "algorithm1", "minimax", "nash", "stackelberg")
@@ -280,10 +280,7 @@ def _notes(table: PayoffTable, game: Game, mu: float, eps: float | None, alg1: A
             notes.append(f"model {ref.model[:12]} (r={ref.train_dropout:g}) has no undefended row: its reference "
                          f"accuracy is the {ref.source}.")
     if mu:
-        missing = int(np.sum(np.isnan(table.l2_mean) & (table.asr > 0)))
-        if missing:
-            notes.append(f"{missing} cell(s) with ASR > 0 have no L2 (no majority-successful example); their "
-                         "perturbation cost counts as 0.")
+        notes.append(f"the attacker's cost mu x L2 uses the L2 paid per attack from {l2_paid(table)[1]}.")
     if eps is None and solver in ("all", "algorithm1"):
         notes.append("Algorithm 1 needs the accuracy constraint (--max-accuracy-drop); it was not run.")
     if alg1 is not None and alg1.defender is None:
@@ -448,12 +445,13 @@ def _markdown(r: SolveReport) -> str:
     m, n = len(r.game_rows), len(r.attackers)
     eps = p["max_accuracy_drop"]
     out = [f"# defdrop solve: {r.source}", ""]
-    constraint = (f"accuracy drop <= {_pct(eps)} (epsilon = {eps:g}); {len(r.removed)} of {len(r.defenders)} "
+    constraint = (f"accuracy drop below {_pct(eps)} (epsilon = {eps:g}); {len(r.removed)} of {len(r.defenders)} "
                   "defender strategies removed" if eps is not None else "no accuracy constraint")
     out.append(f"Game: {m} defender x {n} attacker strategies, **{r.kind}** (mu = {p['mu']:g}, lambda = "
                f"{p['lam']:g}); {constraint}.")
-    out.append("Attacker utility: ASR" + (f" - {p['mu']:g} x mean L2" if p["mu"] else "") + "; defender utility: -ASR"
-               + (f" - {p['lam']:g} x accuracy drop" if p["lam"] else "") + ".")
+    out.append("Attacker utility: ASR" + (f" - {p['mu']:g} x L2 paid per attack" if p["mu"] else "")
+               + "; defender utility: -ASR" + (f" - {p['lam']:g} x accuracy drop" if p["lam"] else "")
+               + " (L2 earns the defender nothing here; the paper counts a larger L2 as a stronger defense).")
     for ref in r.references:
         out.append(f"Reference (undefended) accuracy of model {ref.model[:12]} (r = {ref.train_dropout:g}): "
                    f"{_pct(ref.accuracy)}, from the {ref.source}.")

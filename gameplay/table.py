@@ -6,7 +6,14 @@ and the CSV line, in one line, as a ``DefdropError``. Inner code trusts what thi
 
 The *undefended reference accuracy* of a model (the paper's a_test^max, the accuracy every drop is measured
 from) is the clean accuracy of its ``none`` row (or a ``dropout`` row with r' = 0); where a model has neither,
-the highest clean accuracy among its rows, and the report says which.
+the highest clean accuracy among its rows, and the report says which. :func:`reference_accuracies` is the one
+place this is computed (Algorithm 1, the game, the robustness draws and ``defdrop reproduce`` all read it).
+
+Optional columns: ``asr_std_error``, ``kappa`` (missing = 0, see :mod:`gameplay.rules`), ``asr_majority`` and
+``l2_all_mean`` (the attacker's cost, :mod:`gameplay.utility`), ``key`` and ``accuracy_key`` (the cell's and the
+defender's accuracy keys in the per-image sidecar ``X.images.npz``, :mod:`gameplay.images`). When the sidecar
+is there, :func:`read_payoff_csv` attaches it (after checking that it holds every cell and accuracy of the table
+and that its per-image values average to the table's); a sidecar that does not match is an error.
 """
 from __future__ import annotations
 
@@ -17,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from gameplay.images import ImageData, read_image_data, sidecar_path
+from gameplay.rules import is_adaptive, is_undefended
 from payoffs.errors import DefdropError
 
 # The columns the game needs; the table has more (payoffs.table.TABLE_COLUMNS), which are carried along unused.
@@ -24,12 +33,13 @@ REQUIRED_COLUMNS = (
     "attacker", "attack", "eot", "success_test", "defender", "defense", "train_dropout", "test_dropout", "model",
     "asr", "asr_low", "asr_high", "l2_mean", "clean_accuracy", "clean_accuracy_low", "clean_accuracy_high",
 )
-OPTIONAL_COLUMNS = ("asr_std_error", "kappa", "c", "n_samples", "n_attacks")
+OPTIONAL_NUMBERS = ("asr_std_error", "kappa", "asr_majority", "l2_all_mean")  # may be absent or NaN
 TEXT_COLUMNS = ("attacker", "attack", "success_test", "defender", "defense", "model")
 NUMBER_COLUMNS = ("eot", "train_dropout", "asr", "asr_low", "asr_high", "clean_accuracy", "clean_accuracy_low",
                   "clean_accuracy_high")  # never NaN; test_dropout, l2_mean, asr_std_error may be
 DEFENSES = ("none", "dropout", "sap")
 Z95 = 1.959963984540054  # a 95% normal interval is +-Z95 standard errors wide
+MEAN_TOLERANCE = 1e-6  # per-image values must average to the table's ASR / accuracy within this
 
 
 @dataclass(frozen=True)
@@ -46,6 +56,11 @@ class DefenderInfo:
     accuracy_low: float
     accuracy_high: float
     accuracy_drop: float
+    accuracy_key: str | None = None
+
+    @property
+    def undefended(self) -> bool:
+        return is_undefended(self.defense, self.test_dropout)
 
     @property
     def is_rate(self) -> bool:
@@ -58,16 +73,18 @@ class DefenderInfo:
 
 @dataclass(frozen=True)
 class AttackerInfo:
-    """One attacker strategy (a game column). ``adaptive``: EOT gradients or the expected-success test."""
+    """One attacker strategy (a game column). ``adaptive``: see :mod:`gameplay.rules` (EOT, the expected test or
+    kappa > 0)."""
 
     label: str
     attack: str
     eot: int
     success_test: str
+    kappa: float = 0.0
 
     @property
     def adaptive(self) -> bool:
-        return self.eot > 1 or self.success_test == "expected"
+        return is_adaptive(self.eot, self.success_test, self.kappa)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "adaptive": self.adaptive}
@@ -96,6 +113,11 @@ class PayoffTable:
     l2_mean: np.ndarray       # (m, n) mean L2 distortion of successful examples, NaN where none
     references: tuple[Reference, ...]
     source: str = "<table>"
+    asr_majority: np.ndarray | None = None  # (m, n) share of majority-successful attacks, if the table has it
+    l2_all_mean: np.ndarray | None = None   # (m, n) mean L2 over all attacks' returned examples, if the table has it
+    cell_key: np.ndarray | None = None      # (m, n) the cells' keys (object array), if the table has them
+    images: ImageData | None = None         # per-image data of every cell and accuracy, when attached
+    images_note: str = "no per-image sidecar"  # why ``images`` is None, or where it came from
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -127,17 +149,18 @@ class PayoffTable:
     def with_values(self, asr: np.ndarray, accuracy: np.ndarray) -> "PayoffTable":
         """The same table with other ASRs and accuracies (a resample); references and drops recomputed."""
         defenders = tuple(replace(d, accuracy=float(a)) for d, a in zip(self.defenders, accuracy))
-        references = _references(defenders)
+        references = reference_accuracies(defenders)
         ref = {r.model: r.accuracy for r in references}
         defenders = tuple(replace(d, accuracy_drop=ref[d.model] - d.accuracy) for d in defenders)
         return replace(self, defenders=defenders, asr=np.asarray(asr, dtype=float), references=references)
 
 
-def _references(defenders: tuple[DefenderInfo, ...]) -> tuple[Reference, ...]:
+def reference_accuracies(defenders: tuple[DefenderInfo, ...]) -> tuple[Reference, ...]:
+    """Each model's a_test^max: the mean clean accuracy of its undefended rows, else its highest clean accuracy."""
     out = []
     for model in dict.fromkeys(d.model for d in defenders):
         rows = [d for d in defenders if d.model == model]
-        plain = [d for d in rows if d.defense == "none" or (d.defense == "dropout" and d.test_dropout == 0)]
+        plain = [d for d in rows if d.undefended]
         if plain:
             acc = float(np.mean([d.accuracy for d in plain]))
             source = f"undefended row {plain[0].label}"
@@ -168,7 +191,7 @@ def _validate(df: pd.DataFrame, source: str) -> pd.DataFrame:
         if bad.any():
             raise _fail(source, f"column {col} is empty on line {int(np.flatnonzero(bad)[0]) + 2}")
         df[col] = df[col].astype(str).str.strip()
-    numeric = list(NUMBER_COLUMNS) + ["test_dropout", "l2_mean"] + [c for c in ("asr_std_error",) if c in df]
+    numeric = list(NUMBER_COLUMNS) + ["test_dropout", "l2_mean"] + [c for c in OPTIONAL_NUMBERS if c in df]
     for col in numeric:
         values = pd.to_numeric(df[col], errors="coerce")
         bad = values.isna() & df[col].notna()
@@ -205,10 +228,20 @@ def _validate(df: pd.DataFrame, source: str) -> pd.DataFrame:
             i = int(np.flatnonzero(bad)[0])
             raise _fail(source, f"interval [{lo}, {hi}] = [{df.at[i, lo]:g}, {df.at[i, hi]:g}] does not contain "
                                 f"{mid} {df.at[i, mid]:g} on {_where(df, i)}")
-    if "asr_std_error" in df:
-        bad = df["asr_std_error"] < 0
+    for col in ("asr_std_error", "l2_all_mean", "l2_mean"):
+        if col in df:
+            bad = df[col] < 0
+            if bad.any():
+                raise _fail(source, f"{col} is negative on {_where(df, int(np.flatnonzero(bad)[0]))}")
+    if "asr_majority" in df:
+        bad = (df["asr_majority"] < 0) | (df["asr_majority"] > 1)
         if bad.any():
-            raise _fail(source, f"asr_std_error is negative on {_where(df, int(np.flatnonzero(bad)[0]))}")
+            i = int(np.flatnonzero(bad)[0])
+            raise _fail(source, f"asr_majority {df.at[i, 'asr_majority']:g} on {_where(df, i)} is outside [0, 1]")
+    for col in ("key", "accuracy_key"):
+        if col in df:
+            df[col] = [None if (isinstance(v, float) and math.isnan(v)) or str(v).strip() == "" else str(v).strip()
+                       for v in df[col]]
     bad = (df["eot"] < 1) | (df["eot"] != np.round(df["eot"]))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
@@ -228,8 +261,10 @@ def _defender_labels(df: pd.DataFrame) -> dict[tuple[str, str], str]:
     return {k: f"{k[0][:8]}/{k[1]}" for k in keys}
 
 
-def payoff_table_from_frame(df: pd.DataFrame, source: str = "<table>") -> PayoffTable:
-    """Validate a payoff-table DataFrame and arrange it as defenders x attackers arrays."""
+def payoff_table_from_frame(df: pd.DataFrame, source: str = "<table>",
+                            images: ImageData | None = None) -> PayoffTable:
+    """Validate a payoff-table DataFrame and arrange it as defenders x attackers arrays; ``images`` (its per-image
+    data) is checked against the table and attached (:func:`attach_images`)."""
     df = _validate(df, source)
     labels = _defender_labels(df)
     df["_row"] = [labels[k] for k in zip(df["model"], df["defender"])]
@@ -252,8 +287,8 @@ def payoff_table_from_frame(df: pd.DataFrame, source: str = "<table>") -> Payoff
                             f"(defender {gap[0]}, attacker {gap[1]})")
     pivot = df.set_index(["_row", "attacker"])
 
-    def grid(col: str) -> np.ndarray:
-        return pivot[col].unstack("attacker").loc[row_ids, attackers_ids].to_numpy(dtype=float)
+    def grid(col: str, dtype=float) -> np.ndarray:
+        return pivot[col].unstack("attacker").loc[row_ids, attackers_ids].to_numpy(dtype=dtype)
 
     asr, low, high = grid("asr"), grid("asr_low"), grid("asr_high")
     se = grid("asr_std_error") if "asr_std_error" in df else np.full_like(asr, np.nan)
@@ -261,6 +296,14 @@ def payoff_table_from_frame(df: pd.DataFrame, source: str = "<table>") -> Payoff
 
     by_row = df.groupby("_row")
     acc = by_row[["clean_accuracy", "clean_accuracy_low", "clean_accuracy_high"]].mean()
+    acc_keys: dict[str, str | None] = {}
+    if "accuracy_key" in df:
+        for label, keys in by_row["accuracy_key"]:
+            distinct = set(keys)
+            if len(distinct) > 1:
+                raise _fail(source, f"defender {label} has {len(distinct)} different accuracy_key values; its "
+                                    "clean accuracy is one measurement")
+            acc_keys[label] = next(iter(distinct))
     defenders = []
     for _, r in first.iterrows():
         label = r["_row"]
@@ -270,13 +313,58 @@ def payoff_table_from_frame(df: pd.DataFrame, source: str = "<table>") -> Payoff
                                       accuracy=float(acc.at[label, "clean_accuracy"]),
                                       accuracy_low=float(acc.at[label, "clean_accuracy_low"]),
                                       accuracy_high=float(acc.at[label, "clean_accuracy_high"]),
-                                      accuracy_drop=math.nan))
+                                      accuracy_drop=math.nan, accuracy_key=acc_keys.get(label)))
     first_att = df.drop_duplicates("attacker").set_index("attacker")
+    kappa = first_att["kappa"] if "kappa" in df else pd.Series(0.0, index=first_att.index)
     attackers = tuple(AttackerInfo(label=a, attack=first_att.at[a, "attack"], eot=int(first_att.at[a, "eot"]),
-                                   success_test=first_att.at[a, "success_test"]) for a in attackers_ids)
+                                   success_test=first_att.at[a, "success_test"],
+                                   kappa=0.0 if pd.isna(kappa.at[a]) else float(kappa.at[a])) for a in attackers_ids)
+    keys = grid("key", object) if "key" in df else None
     table = PayoffTable(defenders=tuple(defenders), attackers=attackers, asr=asr, asr_low=low, asr_high=high,
-                        asr_se=se, l2_mean=grid("l2_mean"), references=(), source=source)
-    return table.with_values(asr, table.accuracy)
+                        asr_se=se, l2_mean=grid("l2_mean"), references=(), source=source,
+                        asr_majority=grid("asr_majority") if "asr_majority" in df else None,
+                        l2_all_mean=grid("l2_all_mean") if "l2_all_mean" in df else None,
+                        cell_key=keys)
+    return attach_images(table.with_values(asr, table.accuracy), images)
+
+
+def attach_images(table: PayoffTable, images: ImageData | None) -> PayoffTable:
+    """``table`` with its per-image data, after checking that it covers every cell and accuracy of the table and
+    averages to the table's values (a sidecar from another run is an error). Without keys in the table the data
+    cannot be matched: it is left off and ``images_note`` says why."""
+    if images is None:
+        return replace(table, images=None, images_note="no per-image sidecar")
+    if table.cell_key is None or any(k is None for k in table.cell_key.ravel()):
+        return replace(table, images=None, images_note=f"the table has no key for every cell ({images.source} unused)")
+    if any(d.accuracy_key is None for d in table.defenders):
+        return replace(table, images=None,
+                       images_note=f"the table has no accuracy_key for every defender ({images.source} unused)")
+    where = f"its per-image data {images.source}"
+    have = set(images.cell_key)
+    for (i, j), key in np.ndenumerate(table.cell_key):
+        if key not in have:
+            raise _fail(table.source, f"{where} lacks the cell {key} (defender {table.defenders[i].label}, "
+                                      f"attacker {table.attackers[j].label}): it belongs to another table")
+    have = set(images.accuracy_key)
+    for d in table.defenders:
+        if d.accuracy_key not in have:
+            raise _fail(table.source, f"{where} lacks the accuracy {d.accuracy_key} of defender {d.label}: it "
+                                      "belongs to another table")
+    means = images.cell_means(images.cell_rows(list(table.cell_key.ravel()))).reshape(table.shape)
+    gap = np.abs(means - table.asr)
+    if gap.max() > MEAN_TOLERANCE:
+        i, j = np.unravel_index(int(np.argmax(gap)), gap.shape)
+        raise _fail(table.source, f"{where}: the per-image ASR of cell ({table.defenders[i].label}, "
+                                  f"{table.attackers[j].label}) averages {means[i, j]:.6g}, the table says "
+                                  f"{table.asr[i, j]:.6g}; the sidecar is from another run")
+    acc = images.accuracy_means(images.accuracy_rows([d.accuracy_key for d in table.defenders]))
+    gap = np.abs(acc - table.accuracy)
+    if gap.max() > MEAN_TOLERANCE:
+        k = int(np.argmax(gap))
+        raise _fail(table.source, f"{where}: the per-image accuracy of defender {table.defenders[k].label} "
+                                  f"averages {acc[k]:.6g}, the table says {table.accuracy[k]:.6g}; the sidecar is "
+                                  "from another run")
+    return replace(table, images=images, images_note=f"per-image data {images.source}")
 
 
 def require_game(table: PayoffTable) -> None:
@@ -287,7 +375,8 @@ def require_game(table: PayoffTable) -> None:
 
 
 def read_payoff_csv(path: str | Path) -> PayoffTable:
-    """Read and validate a payoff CSV; every problem is a one-line ``DefdropError``."""
+    """Read and validate a payoff CSV (and its sidecar ``X.images.npz`` when there is one); every problem is a
+    one-line ``DefdropError``."""
     path = Path(path)
     if not path.is_file():
         raise DefdropError(f"payoff table {path} does not exist")
@@ -295,4 +384,6 @@ def read_payoff_csv(path: str | Path) -> PayoffTable:
         df = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
         raise DefdropError(f"payoff table {path} is not a readable CSV: {str(exc).splitlines()[0]}") from None
-    return payoff_table_from_frame(df, str(path))
+    side = sidecar_path(path)
+    images = read_image_data(side) if side.is_file() else None
+    return payoff_table_from_frame(df, str(path), images)

@@ -16,26 +16,32 @@ from tests.analysis.conftest import hand_gradients
 
 
 def reference(g: np.ndarray, dims: list[int]) -> dict[str, float]:
-    """The documented formulas, written out dimension by dimension and sample by sample."""
+    """The documented formulas, written out dimension by dimension and sample by sample (leave-one-out: each
+    sample against the mean of the others)."""
     sub = g[:, dims]
     s = len(sub)
-    var, snr, kurt = [], [], []
+    var, ratio, kurt, pure = [], [], [], False
     for j in range(sub.shape[1]):
         col = sub[:, j]
         m = sum(col) / s
         v = sum((c - m) ** 2 for c in col) / (s - 1)
         var.append(v)
+        loo = sum(col[a] * sum(col[b] for b in range(s) if b != a) / (s - 1) for a in range(s)) / s
         if v > 0:
-            snr.append(abs(m) / math.sqrt(v))
+            ratio.append(loo / v)
             m2 = sum((c - m) ** 2 for c in col) / s
             m4 = sum((c - m) ** 4 for c in col) / s
             kurt.append(m4 / m2 ** 2 - 3)
         elif m != 0:
-            snr.append(math.inf)
-    mean = sub.mean(axis=0)
-    cos = [float(row @ mean / (np.linalg.norm(row) * np.linalg.norm(mean))) for row in sub if np.linalg.norm(row) > 0]
-    return {"var": float(np.mean(var)), "snr": float(np.mean(snr)), "cos": float(np.mean(cos)),
-            "kurt": float(np.mean(kurt))}
+            pure = True
+    q = float(np.mean(ratio))
+    snr = math.inf if pure else math.copysign(math.sqrt(abs(q)), q)
+    cos = []
+    for a in range(s):
+        others = np.mean([sub[b] for b in range(s) if b != a], axis=0)
+        if np.linalg.norm(sub[a]) > 0 and np.linalg.norm(others) > 0:
+            cos.append(float(sub[a] @ others / (np.linalg.norm(sub[a]) * np.linalg.norm(others))))
+    return {"var": float(np.mean(var)), "snr": snr, "cos": float(np.mean(cos)), "kurt": float(np.mean(kurt))}
 
 
 def test_statistics_match_hand_computation_on_chosen_dims() -> None:
@@ -44,9 +50,10 @@ def test_statistics_match_hand_computation_on_chosen_dims() -> None:
     want = reference(g, [2, 3])
     for name in ("var", "snr", "cos", "kurt"):
         assert got[f"{name}_chosen"] == pytest.approx(want[name], rel=1e-12)
-    # Dimension 2 by hand: values 2, 4, 0, 3, 6 -> mean 3, sample variance (1 + 1 + 9 + 0 + 9) / 4 = 5.
+    # Dimension 2 by hand: values 2, 4, 0, 3, 6 -> mean 3, sample variance (1 + 1 + 9 + 0 + 9) / 4 = 5;
+    # leave-one-out signal mean^2 - var / S = 9 - 1 = 8, so the SNR is sqrt(8 / 5) (not |mean| / std = 3 / sqrt 5).
     assert gradient_statistics(g, [2])["var_chosen"] == pytest.approx(5.0)
-    assert gradient_statistics(g, [2])["snr_chosen"] == pytest.approx(3 / math.sqrt(5))
+    assert gradient_statistics(g, [2])["snr_chosen"] == pytest.approx(math.sqrt(8 / 5))
 
 
 def test_statistics_over_all_dims_and_degenerate_columns() -> None:
@@ -63,7 +70,8 @@ def test_statistics_over_all_dims_and_degenerate_columns() -> None:
     assert got["zero_frac"] == 0.0
     assert got["grad_norm"] == pytest.approx(np.linalg.norm(g, axis=1).mean())
     total_var = np.var(g, axis=0, ddof=1).sum()
-    assert got["snr_vec"] == pytest.approx(np.linalg.norm(g.mean(0)) / math.sqrt(total_var))
+    signal = (np.linalg.norm(g.mean(0)) ** 2 - total_var / len(g))  # leave-one-out ||E g||^2
+    assert got["snr_vec"] == pytest.approx(math.sqrt(signal / total_var))
 
 
 def test_identical_gradients_have_zero_variance_and_unit_cosine() -> None:
@@ -79,9 +87,25 @@ def test_zero_gradient_samples_are_counted_and_left_out_of_cosine() -> None:
     g = np.array([[1.0, 1.0], [0.0, 0.0], [1.0, 3.0], [0.0, 0.0]])
     got = gradient_statistics(g, [0, 1])
     assert got["zero_frac"] == 0.5
-    mean = g.mean(0)
-    want = np.mean([g[i] @ mean / np.linalg.norm(g[i]) / np.linalg.norm(mean) for i in (0, 2)])
-    assert got["cos_all"] == pytest.approx(want)
+    # Leave-one-out: sample 0 against the mean of the others, [1, 3] / 3; sample 2 against [1, 1] / 3.
+    assert got["cos_all"] == pytest.approx(4 / math.sqrt(20))
+
+
+def test_leave_one_out_statistics_of_pure_noise_are_about_zero() -> None:
+    """Pure noise, S = 50: cos(g_s, mean g) with the sample inside the mean is about 0.14 (the sample agrees
+    with itself); against the mean of the others it is about 0, and so is the vector SNR."""
+    rng = np.random.default_rng(0)
+    stats = [gradient_statistics(rng.standard_normal((50, 784)), [0, 1, 2, 3, 4]) for _ in range(40)]
+    cos = np.mean([s["cos_all"] for s in stats])
+    assert abs(cos) < 0.01, cos
+    assert abs(np.mean([s["snr_vec"] for s in stats])) < 0.01
+    g = rng.standard_normal((50, 784))
+    full_mean = g.mean(0)
+    inside = np.mean(g @ full_mean / (np.linalg.norm(g, axis=1) * np.linalg.norm(full_mean)))
+    assert inside == pytest.approx(1 / math.sqrt(50), abs=0.03)  # the floor leave-one-out removes
+    # A real signal still shows: mean 0.3 per dimension, unit noise.
+    signal = gradient_statistics(rng.standard_normal((50, 784)) + 0.3, [0])
+    assert signal["snr_vec"] == pytest.approx(0.3, abs=0.03) and signal["snr_all"] == pytest.approx(0.3, abs=0.05)
 
 
 def test_statistics_need_two_samples() -> None:
