@@ -177,11 +177,13 @@ def train_models(profile: Profile, dataset: str, out_dir: Path, data_dir: Path |
 
 
 def prefix_defenders(table: pd.DataFrame) -> pd.DataFrame:
-    """With several models, defender ids carry the training rate: ``r=0.3/dropout[r'=0.5]``."""
+    """With several models, every defender label carries its model's label: ``r=0.3/dropout[r'=0.5]``."""
+    from payoffs.table import defender_label
+
     table = table.copy()
-    if table["model"].nunique() > 1:
-        table["defender"] = [d if d.startswith("r=") else f"r={r:g}/{d}"
-                             for d, r in zip(table["defender"], table["train_dropout"])]
+    several = table["model"].nunique() > 1
+    table["defender"] = [defender_label(m, d.removeprefix(f"{m}/"), several)
+                         for d, m in zip(table["defender"], table["model_label"])]
     return table
 
 
@@ -196,7 +198,10 @@ def run_payoffs(profile: Profile, models: dict[float, Path], out_dir: Path, seed
                                          eval_samples=profile.eval_samples, seed=seed,
                                          cache_dir=out_dir / "cache", jobs=jobs, device=device, on_done=on_done,
                                          batch_size=batch_size))
+    from payoffs.table import PerImage
+
     table = pd.concat(frames, ignore_index=True)[TABLE_COLUMNS]
+    table.attrs["per_image"] = PerImage.merge([f.attrs.get("per_image") for f in frames])
     return prefix_defenders(table)
 
 
@@ -429,6 +434,9 @@ def run_study(profile: Profile, dataset: str, out_dir: Path, *, data_dir: Path |
     table = run_payoffs(profile, models, out_dir, seed, jobs, str(device), on_done, batch_size)
     seconds["payoffs"] = now() - t0
     (out_dir / "tables").mkdir(exist_ok=True)
+    from payoffs.table import write_per_image
+
+    write_per_image(table, out_dir / "tables" / "payoff.csv")
     table.to_csv(out_dir / "tables" / "payoff.csv", index=False)
     images = payoff_images(out_dir / "tables" / "payoff.csv")
     result = StudyResult(out_dir, profile, dataset, table, seconds, meta, seed, str(device), jobs, batch_size)

@@ -291,10 +291,19 @@ def write_payoff_table(table: pd.DataFrame, out: str | Path, *, models: Sequence
         "versions": _versions(), "columns": TABLE_COLUMNS, **(extra or {}),
     }
     atomic_write_bytes(sidecar, json.dumps(settings, indent=2, default=str).encode())
-    per_image = table.attrs.get("per_image")
-    if isinstance(per_image, PerImage) and per_image.arrays:
-        buf = io.BytesIO()
-        np.savez_compressed(buf, **per_image.arrays)
-        atomic_write_bytes(images, buf.getvalue())
+    write_per_image(table, out)
     atomic_write_bytes(out, table.to_csv(index=False).encode())
     return sidecar
+
+
+def write_per_image(table: pd.DataFrame, out: str | Path) -> Path | None:
+    """Write the table's per-image arrays beside the CSV ``out``; an old sidecar is removed if there are none."""
+    path = sidecar_paths(out)[1]
+    per_image = table.attrs.get("per_image")
+    if not (isinstance(per_image, PerImage) and per_image.arrays):
+        path.unlink(missing_ok=True)
+        return None
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **per_image.arrays)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
