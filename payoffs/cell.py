@@ -43,6 +43,14 @@ def _digest(blob: dict) -> str:
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def model_key(model: ModelSource, slot: str | None) -> dict:
+    """What names a model in a cache key: its content hash, the layer its defense follows (the default one spelled
+    out) and how it was trained (recipe and its parameters)."""
+    tags = model.description
+    return {"model": model.identity, "slot": slot or model.default_slot,
+            "recipe": tags.tag("recipe", "standard"), "recipe_params": tags.tag("recipe_params", ())}
+
+
 @dataclass(frozen=True)
 class CellSpec:
     """Everything that determines one cell's result (``device`` and ``batch_size`` only change its speed)."""
@@ -59,7 +67,7 @@ class CellSpec:
     batch_size: int = 900
 
     def key_fields(self) -> dict:
-        return {"v": PROTOCOL_VERSION, "kind": "cell", "model": self.model.identity, "slot": self.slot,
+        return {"v": PROTOCOL_VERSION, "kind": "cell", **model_key(self.model, self.slot),
                 "data": self.data.identity, "attacker": self.attacker.to_dict(), "defender": self.defender.to_dict(),
                 "n": self.n_images, "m": self.eval_samples, "seed": self.seed}
 
@@ -85,7 +93,7 @@ class AccuracySpec:
     device: str = "cpu"
 
     def key_fields(self) -> dict:
-        return {"v": PROTOCOL_VERSION, "kind": "accuracy", "model": self.model.identity, "slot": self.slot,
+        return {"v": PROTOCOL_VERSION, "kind": "accuracy", **model_key(self.model, self.slot),
                 "data": self.data.identity, "defender": self.defender.to_dict(), "m": self.eval_samples,
                 "seed": self.seed}
 

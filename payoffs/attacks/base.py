@@ -39,11 +39,10 @@ from payoffs.params import Param
 from payoffs.registry import ATTACKER_COMMON, ATTACKS
 from payoffs.sampling import sample_logits
 
-CPU_FORWARD_IMAGES = 128
-"""Inputs per forward pass on CPU: on a 2-core machine the paper's CNN runs forward+backward faster per image at
-64-128 images than at 900 (activations stay in cache), so attacks cut their active batch into passes of this many
-inputs (their EOT copies only cost the layers after the defense slot). On CUDA the whole active batch goes at
-once. Measured in bench/attacks.py."""
+CPU_FORWARD_IMAGES = 256
+"""Inputs per forward pass on CPU: attacks cut their active batch into passes of this many inputs (activations
+stay in cache; their EOT copies only cost the layers after the defense slot). On CUDA the whole active batch goes
+at once. bench/sampling.py measures the choice."""
 SEED = Param("seed", int, 0, "seed of the attack's randomness", low=0)
 BATCH_SIZE = Param("batch_size", int, 1, "examples attacked at once", low=1)
 L0_TOLERANCE = 1e-5

@@ -69,4 +69,6 @@ def test_key_holds_every_resolved_parameter_and_the_protocol(small_checkpoint) -
     assert fields["model"] == source.identity and fields["v"] >= 2
     other_slot = dataclasses.replace(spec, slot="fc2")
     assert other_slot.key() != spec.key()
+    assert dataclasses.replace(spec, slot="dropout").key() == spec.key()  # the default slot, spelled out
+    assert fields["recipe"] == "standard" and fields["slot"] == "dropout"
     assert dataclasses.replace(spec, batch_size=7, device="cuda").key() == spec.key()
