@@ -27,6 +27,7 @@ from analysis.report import write_report
 from payoffs.checkpoint import load_checkpoint, save_checkpoint
 from payoffs.data import load_dataset
 from payoffs.errors import DefdropError
+from payoffs.io import atomic_write_text
 from payoffs.strategy import AttackerStrategy, DefenderStrategy
 from payoffs.table import TABLE_COLUMNS, build_payoff_table, load_model_refs
 from payoffs.training import TrainConfig, train
@@ -194,8 +195,12 @@ def check_profile(name: str) -> Profile:
 
 
 def write_json(path: Path, obj: dict) -> None:
-    from payoffs.checkpoint import atomic_write_bytes
-    atomic_write_bytes(path, json.dumps(obj, indent=2, default=str).encode())
+    atomic_write_text(path, json.dumps(obj, indent=2, default=str))
+
+
+def write_csv(path: Path, frame: pd.DataFrame) -> None:
+    """A table written atomically: a full disk or a kill keeps the previous file whole."""
+    atomic_write_text(path, frame.to_csv(index=False))
 
 
 def now() -> float:
@@ -262,7 +267,7 @@ def solve_stage(table: pd.DataFrame, out_dir: Path, profile: Profile, seed: int)
                 continue
             path = out_dir / "tables" / f"game-r{r:g}-{attack_set}-{'paper' if label == 'paper attacker' else 'eot'}.csv"
             path.parent.mkdir(parents=True, exist_ok=True)
-            rows.to_csv(path, index=False)
+            write_csv(path, rows)
             report = solve_payoff_csv(path, max_accuracy_drop=profile.max_accuracy_drop, solver="all",
                                       robustness_samples=200, seed=seed)
             answers.append({"train_dropout": r, "attacks": attack_set, "space": label, "report": report,
@@ -388,17 +393,17 @@ def run_study(profile: Profile, dataset: str, out_dir: Path, *, data_dir: Path |
     table = run_payoffs(profile, models, out_dir, seed, jobs, str(device), on_done, batch_size)
     seconds["payoffs"] = now() - t0
     (out_dir / "tables").mkdir(exist_ok=True)
-    table.to_csv(out_dir / "tables" / "payoff.csv", index=False)
+    write_csv(out_dir / "tables" / "payoff.csv", table)
     result = StudyResult(out_dir, profile, dataset, table, seconds, meta, seed, str(device), jobs, batch_size)
     comparison = compare_with_paper(table)
-    comparison.to_csv(out_dir / "tables" / "paper_vs_ours.csv", index=False)
+    write_csv(out_dir / "tables" / "paper_vs_ours.csv", comparison)
     t0 = now()
     grad, relation, variance_note = None, None, None
     if gradvar:
         from analysis.gradvar import variance_asr_relation
         log("gradient variance (Figure 4)")
         grad = run_gradvar_stage(profile, models, data_dir, device, seed)
-        grad.table.to_csv(out_dir / "tables" / "gradvar.csv", index=False)
+        write_csv(out_dir / "tables" / "gradvar.csv", grad.table)
         sub = table[np.isclose(table["train_dropout"], grad.train_dropout if grad.train_dropout is not None else
                                profile.gradvar_train_rate)]
         if not sub.empty:
@@ -408,7 +413,7 @@ def run_study(profile: Profile, dataset: str, out_dir: Path, *, data_dir: Path |
     t0 = now()
     log("solving the games")
     alg1 = algorithm1_stage(table, profile)
-    alg1.to_csv(out_dir / "tables" / "algorithm1.csv", index=False)
+    write_csv(out_dir / "tables" / "algorithm1.csv", alg1)
     answers = solve_stage(table, out_dir, profile, seed)
     seconds["games"] = now() - t0
     findings = write_conclusions(table, comparison, algorithm1_rates(alg1), variance_note)
