@@ -205,6 +205,11 @@ def _validate(df: pd.DataFrame, source: str) -> pd.DataFrame:
             i = int(np.flatnonzero(bad)[0])
             raise _fail(source, f"interval [{lo}, {hi}] = [{df.at[i, lo]:g}, {df.at[i, hi]:g}] does not contain "
                                 f"{mid} {df.at[i, mid]:g} on {_where(df, i)}")
+    bad = np.isinf(df["l2_mean"].to_numpy()) | (df["l2_mean"] < 0).to_numpy()  # NaN (no success) is allowed
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise _fail(source, f"l2_mean {df.at[i, 'l2_mean']:g} on {_where(df, i)} is not a distance (it must be "
+                            f">= 0 and finite, or empty when no attack succeeded)")
     if "asr_std_error" in df:
         bad = df["asr_std_error"] < 0
         if bad.any():

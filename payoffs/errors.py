@@ -6,3 +6,8 @@ class DefdropError(ValueError):
 
     A ``ValueError``, so code that validates input generically catches it too.
     """
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what ``timeout`` and job schedulers send), raised by the CLI's handler so that the command
+    unwinds exactly as on Ctrl-C: workers stopped, finished cells kept."""
