@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from payoffs.errors import DefdropError
+from payoffs.errors import DefdropError, untrusted
 
 # The columns the game needs; the table has more (payoffs.table.TABLE_COLUMNS), which are carried along unused.
 REQUIRED_COLUMNS = (
@@ -292,12 +292,13 @@ def require_game(table: PayoffTable) -> None:
 
 
 def read_payoff_csv(path: str | Path) -> PayoffTable:
-    """Read and validate a payoff CSV; every problem is a one-line ``DefdropError``."""
+    """Read and validate a payoff CSV; every problem, whatever the bytes, is a one-line ``DefdropError``."""
     path = Path(path)
     if not path.is_file():
         raise DefdropError(f"payoff table {path} does not exist")
-    try:
-        df = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
-        raise DefdropError(f"payoff table {path} is not a readable CSV: {str(exc).splitlines()[0]}") from None
-    return payoff_table_from_frame(df, str(path))
+    with untrusted(f"payoff table {path} is not a valid payoff table"):
+        try:
+            df = pd.read_csv(path)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
+            raise DefdropError(f"payoff table {path} is not a readable CSV: {str(exc).splitlines()[0]}") from None
+        return payoff_table_from_frame(df, str(path))
