@@ -83,6 +83,13 @@ def log_when_piped(bar: Progress) -> Callable[[str, int, int, dict], None]:
     return on_done
 
 
+def _warn_oversubscription(jobs: int) -> None:
+    from payoffs.executor import oversubscription_warning
+    line = oversubscription_warning(jobs)
+    if line:
+        err_console.print(f"warning: {line}", highlight=False)
+
+
 def _device(name: str):
     from payoffs.device import resolve_device
     return resolve_device(name)
@@ -198,6 +205,7 @@ def reproduce(
     prof = check_profile(profile)
     if jobs < 1:
         raise DefdropError(f"--jobs {jobs} must be at least 1")
+    _warn_oversubscription(jobs)
     if dataset not in DATASETS:
         raise DefdropError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
     check_outputs(dirs={"--out": out})
@@ -277,6 +285,7 @@ def payoff(
 
     if jobs < 1:
         raise DefdropError(f"--jobs {jobs} must be at least 1")
+    _warn_oversubscription(jobs)
     check_outputs({"--out": out, "its JSON sidecar": out.with_suffix(".json")}, dirs={"--cache-dir": cache_dir},
                   inputs={"--model": model, "--strategies": strategies})
     if strategies is not None:

@@ -196,3 +196,15 @@ def test_solve_accepts_empty_l2_where_no_attack_succeeded(tmp_path: Path) -> Non
     df.loc[2, "l2_mean"] = float("nan")
     df.to_csv(tmp_path / "p.csv", index=False)
     assert runner.invoke(app, ["solve", str(tmp_path / "p.csv")]).exit_code == 0
+
+
+# --------------------------------------------------------------------------- item 8: --jobs beyond the cores
+def test_more_jobs_than_cores_warns_once_and_goes_on(tmp_path: Path) -> None:
+    from payoffs.executor import available_cores
+    jobs = available_cores() + 1
+    result = runner.invoke(app, ["payoff", "--model", str(tmp_path / "missing.pt"), "--jobs", str(jobs), *CHEAP,
+                                 "--cache-dir", str(tmp_path / "c"), "--out", str(tmp_path / "p.csv")])
+    lines = result.output.strip().splitlines()
+    assert lines[0] == f"warning: {jobs} parallel jobs on {available_cores()} core(s): they will share the cores, " \
+                       f"each cell running slower; going on"
+    assert lines[-1].startswith("error: ") and "checkpoint file not found" in lines[-1]
