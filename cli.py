@@ -281,13 +281,13 @@ def payoff(
     from gameplay.strategies import attacker_space, defender_space, spaces_from_toml
     from payoffs.io import check_outputs
     from payoffs.parsing import parse_floats, parse_ints
-    from payoffs.table import build_payoff_table, load_model_refs, write_payoff_table
+    from payoffs.table import build_payoff_table, load_model_refs, payoff_outputs, write_payoff_table
 
     if jobs < 1:
         raise DefdropError(f"--jobs {jobs} must be at least 1")
     _warn_oversubscription(jobs)
-    check_outputs({"--out": out, "its JSON sidecar": out.with_suffix(".json")}, dirs={"--cache-dir": cache_dir},
-                  inputs={"--model": model, "--strategies": strategies})
+    check_outputs({("--out" if role == "CSV" else f"its {role}"): path for role, path in payoff_outputs(out).items()},
+                  dirs={"--cache-dir": cache_dir}, inputs={"--model": model, "--strategies": strategies})
     if strategies is not None:
         attackers, defenders = spaces_from_toml(strategies)
     else:
@@ -331,7 +331,7 @@ def payoff(
     show = table[["attacker", "defender", "asr", "asr_low", "asr_high", "asr_majority", "l2_mean",
                   "clean_accuracy"]]
     console.print(show.to_string(index=False, float_format=lambda v: f"{v:.4f}"), highlight=False, markup=False)
-    console.print(f"wrote {out} and {out.with_suffix('.json')}", highlight=False)
+    console.print(f"wrote {' and '.join(str(p) for p in payoff_outputs(out).values())}", highlight=False)
 
 
 @app.command()

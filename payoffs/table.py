@@ -25,6 +25,7 @@ key                         the cell's cache key
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import sys
@@ -38,9 +39,10 @@ import pandas as pd
 
 from payoffs.cache import CellCache
 from payoffs.cell import AccuracySpec, CellSpec, run_accuracy, run_cell
-from payoffs.checkpoint import atomic_write_bytes, load_checkpoint, weights_hash
+from payoffs.checkpoint import load_checkpoint, weights_hash
 from payoffs.errors import DefdropError
 from payoffs.executor import make_executor
+from payoffs.io import atomic_write_files
 from payoffs.strategy import AttackerStrategy, DefenderStrategy
 
 TABLE_COLUMNS = [
@@ -167,15 +169,27 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def payoff_outputs(out: str | Path) -> dict[str, Path]:
+    """The files :func:`write_payoff_table` writes for ``out``, by role: the CSV (what readers key on) first,
+    then its sidecars. Commands check them all before any work (``payoffs.io.check_outputs``)."""
+    out = Path(out)
+    return {"CSV": out, "JSON sidecar": out.with_suffix(".json")}
+
+
 def write_payoff_table(table: pd.DataFrame, out: str | Path, *, models: Sequence[ModelRef],
                        attackers: Sequence[AttackerStrategy], defenders: Sequence[DefenderStrategy],
                        n_images: int, eval_samples: int, seed: int, seconds: float | None = None) -> Path:
-    """Write ``out`` (CSV) and ``out`` with suffix ``.json`` (the run's settings); returns the sidecar path."""
-    out = Path(out)
-    atomic_write_bytes(out, table.to_csv(index=False).encode())
-    sidecar = out.with_suffix(".json")
+    """Write ``out`` (CSV) and ``out`` with suffix ``.json`` (the run's settings) as a pair; returns the sidecar.
+
+    Both are staged under temporary names and renamed sidecar first, CSV last (``payoffs.io.atomic_write_files``):
+    a full disk replaces neither, and a new CSV never sits beside an old or missing sidecar. The sidecar records
+    the CSV's SHA-256 (``csv_sha256``), so a reader can tell the pair apart from a crash between the renames.
+    """
+    paths = payoff_outputs(out)
+    csv_bytes = table.to_csv(index=False).encode()
     settings = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "csv": paths["CSV"].name, "csv_sha256": hashlib.sha256(csv_bytes).hexdigest(),
         "models": [{"path": m.path, "hash": m.hash, "train_dropout": m.train_dropout, "dataset": m.dataset,
                     "test_accuracy": m.meta.get("test_accuracy"), "epochs": m.meta.get("epochs")} for m in models],
         "attackers": [a.id for a in attackers], "defenders": [d.id for d in defenders],
@@ -183,5 +197,6 @@ def write_payoff_table(table: pd.DataFrame, out: str | Path, *, models: Sequence
         "cells": int(len(table)), "seconds": seconds, "machine": platform.platform(),
         "versions": _versions(), "columns": TABLE_COLUMNS,
     }
-    atomic_write_bytes(sidecar, json.dumps(settings, indent=2, default=str).encode())
-    return sidecar
+    atomic_write_files([(paths["JSON sidecar"], json.dumps(settings, indent=2, default=str).encode()),
+                        (paths["CSV"], csv_bytes)])
+    return paths["JSON sidecar"]
