@@ -2,41 +2,68 @@
 from __future__ import annotations
 
 import functools
+import signal
 from pathlib import Path
 from typing import Callable, Optional
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
-from payoffs.errors import DefdropError
+from payoffs.errors import DefdropError, Terminated
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Decide, with measured evidence, how a classifier should defend itself with test-time dropout.")
-console = Console()
-err_console = Console(stderr=True)
+# No markup: messages and tables carry user data (labels like dropout[r'=0.3], paths, attack names) that rich
+# would otherwise read as style tags, dropping text or crashing on "[/x]".
+console = Console(markup=False)
+err_console = Console(stderr=True, markup=False)
+
+
+def print_error(message: str) -> None:
+    """One line on stderr, ``error:`` in red, the message as plain text."""
+    err_console.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
+
+
+def _raise_terminated(signum: int, frame) -> None:
+    raise Terminated(signum)
 
 
 def user_errors(fn: Callable) -> Callable:
-    """Turn DefdropError into one line on stderr and exit code 2; Ctrl-C into exit code 130."""
+    """One line on stderr for bad input (DefdropError) and file-system failures (OSError), exit code 2;
+    Ctrl-C exits 130 and SIGTERM 143, both keeping every finished cell."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        previous = None
+        try:
+            previous = signal.signal(signal.SIGTERM, _raise_terminated)  # SIGTERM unwinds like Ctrl-C
+        except ValueError:  # not the main thread: leave signals alone
+            pass
         try:
             return fn(*args, **kwargs)
         except DefdropError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            print_error(str(exc))
             raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            err_console.print("interrupted; everything finished so far is kept", highlight=False)
-            raise typer.Exit(130) from None
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            print_error(f"{where}{exc.strerror or exc}")
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt as exc:
+            what, code = ("terminated", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
+            err_console.print(f"{what}; everything finished so far is kept: run the same command again to resume",
+                              highlight=False)
+            raise typer.Exit(code) from None
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
     return wrapper
 
 
 def progress_bar() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), console=err_console, transient=False)
+    return Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, transient=False)
 
 
 def cell_line(kind: str, i: int, n: int, record: dict) -> str:
@@ -56,6 +83,13 @@ def log_when_piped(bar: Progress) -> Callable[[str, int, int, dict], None]:
         if not bar.console.is_terminal:
             bar.console.print(cell_line(kind, i, n, record), highlight=False, markup=False, soft_wrap=True)
     return on_done
+
+
+def _warn_oversubscription(jobs: int) -> None:
+    from payoffs.executor import oversubscription_warning
+    line = oversubscription_warning(jobs)
+    if line:
+        err_console.print(f"warning: {line}", highlight=False)
 
 
 def _device(name: str):
@@ -88,11 +122,13 @@ def train(
     """Train the paper's Table 1 CNN with dropout rate r and write a checkpoint."""
     from payoffs.checkpoint import save_checkpoint
     from payoffs.data import load_dataset
+    from payoffs.io import check_outputs
     from payoffs.training import TrainConfig, train as train_model
 
     config = TrainConfig(train_dropout=train_dropout, epochs=epochs, batch_size=batch_size,
                          learning_rate=learning_rate, seed=seed, dropout_layer=dropout_layer)
     config.validate()
+    check_outputs({"--out": out})  # before training: an unwritable --out must not cost the model
     dev = _device(device)
     data = load_dataset(dataset, data_dir)
     with progress_bar() as bar:
@@ -104,7 +140,7 @@ def train(
         "seconds_per_epoch": result.seconds_per_epoch, "dropout_layer": dropout_layer,
         "data_dir": str(data_dir.resolve()) if data_dir else None})
     console.print(f"test accuracy {result.test_accuracy:.4f} on {len(data.x_test)} {dataset} test images "
-                  f"({result.seconds_per_epoch:.1f} s/epoch on {dev}); wrote {out}")
+                  f"({result.seconds_per_epoch:.1f} s/epoch on {dev}); wrote {out}", highlight=False)
 
 
 @app.command()
@@ -144,7 +180,7 @@ def _print_accuracy_table(net, meta: dict, rates: list[float], sap: bool, sample
         table.add_column(col)
     for label, defense in defenders:
         est = defended_accuracy(with_defense(net, defense), data.x_test, data.y_test, samples, seed)
-        table.add_row(escape(label), f"{est.mean:.4f}", f"[{est.low:.4f}, {est.high:.4f}]")
+        table.add_row(label, f"{est.mean:.4f}", f"[{est.low:.4f}, {est.high:.4f}]")
     console.print(table)
 
 
@@ -163,13 +199,16 @@ def reproduce(
 ) -> None:
     """The paper end to end: train, payoff sweeps (paper and adaptive attackers), artefacts, games, report."""
     from analysis.reproduce import check_profile, run_study
+    from payoffs.data import DATASETS
+    from payoffs.io import check_outputs
 
     prof = check_profile(profile)
     if jobs < 1:
         raise DefdropError(f"--jobs {jobs} must be at least 1")
-    from payoffs.data import DATASETS
+    _warn_oversubscription(jobs)
     if dataset not in DATASETS:
         raise DefdropError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    check_outputs(dirs={"--out": out})
     dev = _device(device)
     with progress_bar() as bar:
         task = bar.add_task("payoff cells", total=None)
@@ -249,11 +288,15 @@ def payoff(
     import time as _time
 
     from gameplay.strategies import attacker_space, defender_space, spaces_from_toml
+    from payoffs.io import check_outputs
     from payoffs.parsing import parse_floats, parse_ints
-    from payoffs.table import build_payoff_table, load_model_refs, write_payoff_table
+    from payoffs.table import build_payoff_table, load_model_refs, payoff_outputs, write_payoff_table
 
     if jobs < 1:
         raise DefdropError(f"--jobs {jobs} must be at least 1")
+    _warn_oversubscription(jobs)
+    check_outputs({("--out" if role == "CSV" else f"its {role}"): path for role, path in payoff_outputs(out).items()},
+                  dirs={"--cache-dir": cache_dir}, inputs={"--model": model, "--strategies": strategies})
     if strategies is not None:
         attackers, defenders = spaces_from_toml(strategies)
     else:
@@ -299,7 +342,7 @@ def payoff(
     show = table[["attacker", "defender", "asr", "asr_low", "asr_high", "asr_majority", "l2_mean",
                   "clean_accuracy"]]
     console.print(show.to_string(index=False, float_format=lambda v: f"{v:.4f}"), highlight=False, markup=False)
-    console.print(f"wrote {out} and {out.with_suffix('.json')}")
+    console.print(f"wrote {' and '.join(str(p) for p in payoff_outputs(out).values())}", highlight=False)
 
 
 @app.command()
@@ -321,7 +364,9 @@ def solve(
 ) -> None:
     """Which test dropout rate to deploy: Algorithm 1, best responses, minimax, Nash, Stackelberg, robustness."""
     from gameplay.solve import report_json_text, solve_payoff_csv
+    from payoffs.io import check_outputs
 
+    check_outputs({"--out": out}, inputs={"PAYOFF": payoff})
     report = solve_payoff_csv(payoff, max_accuracy_drop=max_accuracy_drop, solver=solver, mu=mu, lam=lam,
                               robustness_samples=robustness_samples, seed=seed)
     if out is not None:
@@ -329,7 +374,7 @@ def solve(
         write_solve_report_html(report, out)
     typer.echo(report_json_text(report) if as_json else report.to_markdown())
     if out is not None:
-        err_console.print(f"wrote {escape(str(out))}", highlight=False)
+        err_console.print(f"wrote {out}", highlight=False)
 
 
 @app.command()
@@ -359,9 +404,11 @@ def gradvar(
                                   select_inputs, summary_table, write_gradvar_html)
     from payoffs.checkpoint import load_checkpoint
     from payoffs.data import load_dataset
+    from payoffs.io import atomic_write_text, check_outputs
     from payoffs.parsing import parse_floats
 
     rates = parse_floats(test_dropout, "--test-dropout", low=0.0, high=1.0)
+    check_outputs({"--out": out, "--csv": csv}, inputs={"--model": model, "--payoffs": payoffs})
     payoff_df = read_payoff_frame(payoffs) if payoffs is not None else None
     payoff_images = read_payoff_images(payoffs) if payoffs is not None else None
     net, meta = load_checkpoint(model, _device(device))
@@ -369,17 +416,17 @@ def gradvar(
     x, y, target = select_inputs(net, data.x_test, data.y_test, images, data.num_classes)
     result = run_gradvar(net, x, target, build_defenders(rates, sap), samples=samples, dims=dims,
                          dim_selection=dim_selection, seed=seed, kappa=kappa, true_labels=y)
+    if csv is not None:  # the small table first: if the page then fails to fit on disk, the numbers are kept
+        atomic_write_text(csv, result.table.to_csv(index=False))
     write_gradvar_html(result, out, payoff_df=payoff_df, images=payoff_images)
-    if csv is not None:
-        result.table.to_csv(csv, index=False)
     rows = summary_table(result)
     title = (f"sampled C&W gradients, {data.name}, r={meta.get('train_dropout')}, {images} images, S={samples}, "
              f"D={dims} ({dim_selection}); mean [95% bootstrap interval over images]")
-    table = Table(title=escape(title))
+    table = Table(title=title)
     for col in rows.columns:
-        table.add_column(escape(col))
+        table.add_column(str(col))
     for row in rows.itertuples(index=False):
-        table.add_row(*(escape(str(v)) for v in row))  # labels like dropout[r'=0.5] are not rich markup
+        table.add_row(*(str(v) for v in row))
     console.print(table)
     for check in paper_checks(result):
         console.print(f"{check.verdict}: {check.claim}. {check.detail}", highlight=False, markup=False)

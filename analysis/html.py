@@ -27,7 +27,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
-from payoffs.checkpoint import atomic_write_bytes
+from payoffs.io import atomic_write_bytes
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from analysis.html import Block, RawHtml, write_page
-from payoffs.checkpoint import atomic_write_bytes
+from payoffs.io import atomic_write_bytes
 
 
 def _cell(value: object) -> str:

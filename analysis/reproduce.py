@@ -31,6 +31,7 @@ from gameplay.table import PayoffTable, payoff_table_from_frame
 from payoffs.checkpoint import load_checkpoint, save_checkpoint
 from payoffs.data import load_dataset
 from payoffs.errors import DefdropError
+from payoffs.io import atomic_write_text
 from payoffs.strategy import AttackerStrategy, DefenderStrategy
 from payoffs.table import TABLE_COLUMNS, build_payoff_table, load_model_refs
 from payoffs.training import TrainConfig, train
@@ -220,8 +221,12 @@ def check_profile(name: str) -> Profile:
 
 
 def write_json(path: Path, obj: dict) -> None:
-    from payoffs.checkpoint import atomic_write_bytes
-    atomic_write_bytes(path, json.dumps(obj, indent=2, default=str).encode())
+    atomic_write_text(path, json.dumps(obj, indent=2, default=str))
+
+
+def write_csv(path: Path, frame: pd.DataFrame) -> None:
+    """A table written atomically: a full disk or a kill keeps the previous file whole."""
+    atomic_write_text(path, frame.to_csv(index=False))
 
 
 def now() -> float:
@@ -292,7 +297,7 @@ def solve_stage(table: pd.DataFrame, out_dir: Path, profile: Profile, seed: int,
             space = "paper" if label == "paper attacker" else "eot"
             path = out_dir / "tables" / f"game-r{r:g}-{attack_set}-{space}.csv"
             path.parent.mkdir(parents=True, exist_ok=True)
-            rows.to_csv(path, index=False)
+            write_csv(path, rows)
             game = payoff_table_from_frame(rows, str(path), images)
             if game.images is not None:
                 keys = [k for k in game.cell_key.ravel()]
@@ -437,18 +442,18 @@ def run_study(profile: Profile, dataset: str, out_dir: Path, *, data_dir: Path |
     from payoffs.table import write_per_image
 
     write_per_image(table, out_dir / "tables" / "payoff.csv")
-    table.to_csv(out_dir / "tables" / "payoff.csv", index=False)
+    write_csv(out_dir / "tables" / "payoff.csv", table)
     images = payoff_images(out_dir / "tables" / "payoff.csv")
     result = StudyResult(out_dir, profile, dataset, table, seconds, meta, seed, str(device), jobs, batch_size)
     comparison = compare_with_paper(table)
-    comparison.to_csv(out_dir / "tables" / "paper_vs_ours.csv", index=False)
+    write_csv(out_dir / "tables" / "paper_vs_ours.csv", comparison)
     t0 = now()
     grad, relation, variance = None, None, None
     if gradvar:
         from analysis.gradvar import variance_asr_relation
         log("gradient variance (Figure 4)")
         grad = run_gradvar_stage(profile, models, data_dir, device, seed)
-        grad.table.to_csv(out_dir / "tables" / "gradvar.csv", index=False)
+        write_csv(out_dir / "tables" / "gradvar.csv", grad.table)
         sub = table[np.isclose(table["train_dropout"], grad.train_dropout if grad.train_dropout is not None else
                                profile.gradvar_train_rate)]
         if not sub.empty:
@@ -458,7 +463,7 @@ def run_study(profile: Profile, dataset: str, out_dir: Path, *, data_dir: Path |
     t0 = now()
     log("solving the games")
     alg1 = algorithm1_stage(table, profile, images)
-    alg1.to_csv(out_dir / "tables" / "algorithm1.csv", index=False)
+    write_csv(out_dir / "tables" / "algorithm1.csv", alg1)
     answers = solve_stage(table, out_dir, profile, seed, images)
     seconds["games"] = now() - t0
     findings = write_conclusions(table, comparison, algorithm1_rates(alg1), variance, images)

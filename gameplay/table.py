@@ -26,7 +26,7 @@ import pandas as pd
 
 from gameplay.images import ImageData, read_image_data, sidecar_path
 from gameplay.rules import is_adaptive, is_undefended
-from payoffs.errors import DefdropError
+from payoffs.errors import DefdropError, untrusted
 
 # The columns the game needs; the table has more (payoffs.table.TABLE_COLUMNS), which are carried along unused.
 REQUIRED_COLUMNS = (
@@ -228,7 +228,12 @@ def _validate(df: pd.DataFrame, source: str) -> pd.DataFrame:
             i = int(np.flatnonzero(bad)[0])
             raise _fail(source, f"interval [{lo}, {hi}] = [{df.at[i, lo]:g}, {df.at[i, hi]:g}] does not contain "
                                 f"{mid} {df.at[i, mid]:g} on {_where(df, i)}")
-    for col in ("asr_std_error", "l2_all_mean", "l2_mean"):
+    bad = np.isinf(df["l2_mean"].to_numpy()) | (df["l2_mean"] < 0).to_numpy()  # NaN (no success) is allowed
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise _fail(source, f"l2_mean {df.at[i, 'l2_mean']:g} on {_where(df, i)} is not a distance (it must be "
+                            f">= 0 and finite, or empty when no attack succeeded)")
+    for col in ("asr_std_error", "l2_all_mean"):
         if col in df:
             bad = df[col] < 0
             if bad.any():
@@ -375,15 +380,16 @@ def require_game(table: PayoffTable) -> None:
 
 
 def read_payoff_csv(path: str | Path) -> PayoffTable:
-    """Read and validate a payoff CSV (and its sidecar ``X.images.npz`` when there is one); every problem is a
-    one-line ``DefdropError``."""
+    """Read and validate a payoff CSV (and its sidecar ``X.images.npz`` when there is one); every problem, whatever
+    the bytes, is a one-line ``DefdropError``."""
     path = Path(path)
     if not path.is_file():
         raise DefdropError(f"payoff table {path} does not exist")
-    try:
-        df = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
-        raise DefdropError(f"payoff table {path} is not a readable CSV: {str(exc).splitlines()[0]}") from None
-    side = sidecar_path(path)
-    images = read_image_data(side) if side.is_file() else None
-    return payoff_table_from_frame(df, str(path), images)
+    with untrusted(f"payoff table {path} is not a valid payoff table"):
+        try:
+            df = pd.read_csv(path)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
+            raise DefdropError(f"payoff table {path} is not a readable CSV: {str(exc).splitlines()[0]}") from None
+        side = sidecar_path(path)
+        images = read_image_data(side) if side.is_file() else None
+        return payoff_table_from_frame(df, str(path), images)

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from payoffs.checkpoint import atomic_write_bytes
+from payoffs.io import atomic_write_bytes
 from payoffs.errors import DefdropError
 
 

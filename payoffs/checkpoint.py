@@ -2,35 +2,19 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import pickle
-import tempfile
+import math
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from payoffs.errors import DefdropError
-from payoffs.models import PaperCNN
+from payoffs.errors import DefdropError, untrusted
+from payoffs.io import atomic_write_bytes  # noqa: F401  (re-exported: older code imports it from here)
+from payoffs.models import ARCHITECTURES, DROPOUT_LAYERS, PaperCNN
 
 FORMAT = "defdrop-checkpoint"
 VERSION = 1
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write via a temporary file in the same directory and rename, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_checkpoint(path: str | Path, model: PaperCNN, meta: dict[str, Any]) -> None:
@@ -46,26 +30,102 @@ def save_checkpoint(path: str | Path, model: PaperCNN, meta: dict[str, Any]) -> 
 
 
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[PaperCNN, dict[str, Any]]:
-    """Rebuild the model from a checkpoint (``torch.load(weights_only=True)``); returns (model in eval mode, meta)."""
+    """Rebuild the model from a checkpoint (``torch.load(weights_only=True)``); returns (model in eval mode, meta).
+
+    The file is untrusted bytes: every way it can be malformed (not a torch file, another pickle, a wrong
+    header, a config or state dict of the wrong type or shape, NaN or infinite weights) is a one-line
+    :class:`DefdropError` naming the file, never another exception.
+    """
     path = Path(path)
+    if path.is_dir():
+        raise DefdropError(f"{path}: is a directory, not a checkpoint file")
     if not path.is_file():
         raise DefdropError(f"{path}: checkpoint file not found")
-    try:
+    with untrusted(f"{path}: not a defdrop checkpoint"):
+        try:
+            model, meta = _parse_checkpoint(path)
+        except Exception as exc:
+            if isinstance(exc, DefdropError) or "weights_only" not in str(exc).lower():
+                raise
+            raise DefdropError(f"{path}: not a defdrop checkpoint (it holds objects that weights_only loading "
+                               f"refuses)") from None
+    return model.to(device).eval(), meta
+
+
+def _shape(t: torch.Tensor) -> str:
+    return "(" + ", ".join(str(d) for d in t.shape) + ")"
+
+
+def _check_config(path: Path, config: object) -> dict[str, Any]:
+    """The architecture fields, type-checked before anything is built (PaperCNN checks their values)."""
+    if config is None:
+        raise DefdropError(f"{path}: checkpoint has no config (the architecture)")
+    if not isinstance(config, dict):
+        raise DefdropError(f"{path}: checkpoint config is a {type(config).__name__}, not a table")
+    unknown = sorted(str(k) for k in config if k not in ("arch", "train_dropout", "dropout_layer", "num_classes"))
+    if unknown:
+        raise DefdropError(f"{path}: checkpoint config has unknown field(s) {', '.join(unknown)}")
+    arch, rate = config.get("arch", "mnist"), config.get("train_dropout", 0.0)
+    layer, classes = config.get("dropout_layer", "fc1"), config.get("num_classes", 10)
+    if not isinstance(arch, str) or arch not in ARCHITECTURES:
+        raise DefdropError(f"{path}: checkpoint architecture {arch!r} is not one of {', '.join(ARCHITECTURES)}")
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not (math.isfinite(rate) and 0 <= rate < 1):
+        raise DefdropError(f"{path}: checkpoint training dropout rate {rate!r} is not a number in [0, 1)")
+    if not isinstance(layer, str) or layer not in DROPOUT_LAYERS:
+        raise DefdropError(f"{path}: checkpoint dropout layer {layer!r} is not one of {', '.join(DROPOUT_LAYERS)}")
+    if isinstance(classes, bool) or not isinstance(classes, int) or classes < 2:
+        raise DefdropError(f"{path}: checkpoint num_classes {classes!r} is not an integer >= 2")
+    return {"arch": arch, "train_dropout": float(rate), "dropout_layer": layer, "num_classes": classes}
+
+
+def _check_state(path: Path, config: dict[str, Any], state: object) -> dict[str, torch.Tensor]:
+    """Names, shapes, dtypes and values of the weights against the architecture, tensor by tensor."""
+    if state is None:
+        raise DefdropError(f"{path}: checkpoint has no state_dict (the weights)")
+    if not isinstance(state, dict):
+        raise DefdropError(f"{path}: checkpoint state_dict is a {type(state).__name__}, not a table of tensors")
+    with torch.device("meta"):  # shapes only: allocates nothing, whatever num_classes the file claims
+        expected = PaperCNN(**config).state_dict()
+    arch = f"{config['arch']}, {config['num_classes']} classes"
+    missing = [k for k in expected if k not in state]
+    if missing:
+        raise DefdropError(f"{path}: checkpoint lacks tensor(s) {', '.join(missing)} of the architecture ({arch})")
+    extra = sorted(str(k) for k in state if k not in expected)
+    if extra:
+        raise DefdropError(f"{path}: checkpoint has tensor(s) {', '.join(extra)} that the architecture ({arch}) "
+                           f"does not")
+    for name, want in expected.items():
+        got = state[name]
+        if not isinstance(got, torch.Tensor):
+            raise DefdropError(f"{path}: checkpoint entry {name} is a {type(got).__name__}, not a tensor")
+        if got.shape != want.shape:
+            raise DefdropError(f"{path}: tensor {name} has shape {_shape(got)} in the checkpoint; the architecture "
+                               f"({arch}) needs {_shape(want)}")
+        if not got.is_floating_point():
+            raise DefdropError(f"{path}: tensor {name} has dtype {got.dtype}, not a floating-point type")
+        bad = int((~torch.isfinite(got)).sum())
+        if bad:
+            raise DefdropError(f"{path}: tensor {name} holds {bad} NaN or infinite value(s) of {got.numel()}")
+    return state
+
+
+def _parse_checkpoint(path: Path) -> tuple[PaperCNN, dict[str, Any]]:
+    with warnings.catch_warnings():  # a hostile file's quirks (odd pickle protocols) are not the user's business
+        warnings.simplefilter("ignore")
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError, AttributeError) as exc:
-        why = ("it holds objects that weights_only loading refuses" if "weights_only" in str(exc).lower()
-               else "not a torch file")
-        raise DefdropError(f"{path}: not a defdrop checkpoint ({why})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise DefdropError(f"{path}: not a defdrop checkpoint (no '{FORMAT}' header)")
-    if payload.get("version") != VERSION:
-        raise DefdropError(f"{path}: checkpoint version {payload.get('version')} not supported (expected {VERSION})")
-    try:
-        model = PaperCNN(**payload["config"])
-        model.load_state_dict(payload["state_dict"])
-    except (KeyError, TypeError, RuntimeError) as exc:
-        raise DefdropError(f"{path}: checkpoint does not match its architecture ({str(exc).splitlines()[0][:120]})") from None
-    return model.to(device).eval(), dict(payload.get("meta", {}))
+    version = payload.get("version")
+    if type(version) is not int or version != VERSION:
+        raise DefdropError(f"{path}: checkpoint version {version!r} not supported (expected {VERSION})")
+    meta = payload.get("meta", {})
+    if not isinstance(meta, dict):
+        raise DefdropError(f"{path}: checkpoint meta is a {type(meta).__name__}, not a table")
+    config = _check_config(path, payload.get("config"))
+    state = _check_state(path, config, payload.get("state_dict"))
+    model = PaperCNN(**config)
+    model.load_state_dict(state)
+    return model, dict(meta)
 
 
 def weights_hash(model: PaperCNN) -> str:

@@ -19,16 +19,16 @@ from __future__ import annotations
 
 import gzip
 import io
+import math
 import pickle
 import struct
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from payoffs.errors import DefdropError
+from payoffs.errors import DefdropError, untrusted
 
 DATASETS = ("mnist-5k", "fashion-mnist", "mnist", "cifar10")
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -57,19 +57,24 @@ class Dataset:
 
 # --------------------------------------------------------------------------- IDX
 def _read_bytes(path: Path) -> bytes:
-    try:
+    with untrusted(f"{path}: cannot read"):
         if path.suffix == ".gz":
             with gzip.open(path, "rb") as fh:
                 return fh.read()
         return path.read_bytes()
-    except (OSError, EOFError, zlib.error) as exc:
-        raise DefdropError(f"{path}: cannot read ({exc})") from None
 
 
 def read_idx(path: str | Path) -> np.ndarray:
-    """Parse one IDX file (LeCun's format: magic 0x0000TTNN, NN big-endian int32 dims, then data)."""
+    """Parse one IDX file (LeCun's format: magic 0x0000TTNN, NN big-endian int32 dims, then data).
+
+    Untrusted bytes: every malformed input is a one-line ``DefdropError``."""
     path = Path(path)
     raw = _read_bytes(path)
+    with untrusted(f"{path}: not an IDX file"):
+        return _parse_idx(path, raw)
+
+
+def _parse_idx(path: Path, raw: bytes) -> np.ndarray:
     if len(raw) < 4:
         raise DefdropError(f"{path}: truncated IDX file ({len(raw)} bytes, no header)")
     zero, dtype_code, ndim = raw[0:2], raw[2], raw[3]
@@ -80,7 +85,7 @@ def read_idx(path: str | Path) -> np.ndarray:
         raise DefdropError(f"{path}: truncated IDX header")
     dims = struct.unpack(f">{ndim}I", raw[4:header])
     dtype = np.dtype(_IDX_DTYPES[dtype_code])
-    expected = int(np.prod(dims)) * dtype.itemsize
+    expected = math.prod(dims) * dtype.itemsize  # exact: np.prod would wrap around int64
     if len(raw) - header != expected:
         what = "truncated" if len(raw) - header < expected else "has trailing bytes"
         raise DefdropError(f"{path}: {what}: header says dims {dims} ({expected} data bytes), "
@@ -105,8 +110,11 @@ def _idx_pair(directory: Path, prefix: str) -> tuple[torch.Tensor, torch.Tensor]
         raise DefdropError(f"{lbl_path}: expected 1 dim (N,), found {labels.ndim}")
     if len(images) != len(labels):
         raise DefdropError(f"{lbl_path}: {len(labels)} labels do not match {len(images)} images in {img_path.name}")
-    if labels.size and int(labels.max()) > 9:
-        raise DefdropError(f"{lbl_path}: label {int(labels.max())} outside 0..9")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise DefdropError(f"{lbl_path}: labels are {labels.dtype}, not integers")
+    if labels.size and (int(labels.min()) < 0 or int(labels.max()) > 9):
+        bad = int(labels.min()) if int(labels.min()) < 0 else int(labels.max())
+        raise DefdropError(f"{lbl_path}: label {bad} outside 0..9")
     return _to_tensor(images[:, None]), torch.from_numpy(labels.astype(np.int64))
 
 
@@ -146,15 +154,19 @@ class _CifarUnpickler(pickle.Unpickler):
 
 
 def read_cifar_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """One CIFAR-10 python batch: dict with b'data' (N, 3072) uint8 and b'labels' (N,)."""
+    """One CIFAR-10 python batch: dict with b'data' (N, 3072) uint8 and b'labels' (N,).
+
+    Untrusted bytes: every malformed input is a one-line ``DefdropError``."""
     path = Path(path)
     if not path.is_file():
         raise DefdropError(f"{path}: missing file")
-    try:
-        with path.open("rb") as fh:
-            batch = _CifarUnpickler(io.BytesIO(fh.read()), encoding="bytes").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as exc:
-        raise DefdropError(f"{path}: not a CIFAR-10 python batch ({exc})") from None
+    with untrusted(f"{path}: not a CIFAR-10 python batch"):
+        return _parse_cifar_batch(path)
+
+
+def _parse_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    with path.open("rb") as fh:
+        batch = _CifarUnpickler(io.BytesIO(fh.read()), encoding="bytes").load()
     if not isinstance(batch, dict):
         raise DefdropError(f"{path}: not a CIFAR-10 python batch (top level is {type(batch).__name__})")
     get = lambda key: batch.get(key.encode(), batch.get(key))  # noqa: E731

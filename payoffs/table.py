@@ -32,6 +32,7 @@ to a sidecar ``<table>.images.npz`` so that resampling can keep images paired ac
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -49,9 +50,9 @@ import pandas as pd
 from payoffs.cache import CellCache
 from payoffs.cell import (AccuracySpec, CellSpec, per_image_asr, run_accuracy, run_cell, summarize_accuracy,
                           summarize_cell)
-from payoffs.checkpoint import atomic_write_bytes
 from payoffs.errors import DefdropError
 from payoffs.executor import Executor, make_executor
+from payoffs.io import atomic_write_bytes, atomic_write_files
 from payoffs.params import format_value
 from payoffs.sources import CheckpointSource, DataSource, ModelSource, data_for
 from payoffs.strategy import AttackerStrategy, DefenderStrategy
@@ -261,26 +262,45 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def payoff_outputs(out: str | Path) -> dict[str, Path]:
+    """The files :func:`write_payoff_table` writes for ``out``, by role: the CSV (what readers key on) first,
+    then its sidecars. Commands check them all before any work (``payoffs.io.check_outputs``)."""
+    out = Path(out)
+    return {"CSV": out, "JSON sidecar": out.with_suffix(".json"), "per-image sidecar": out.with_suffix(".images.npz")}
+
+
 def sidecar_paths(out: str | Path) -> tuple[Path, Path]:
     """The JSON settings and the per-image npz written beside a payoff CSV."""
-    out = Path(out)
-    return out.with_suffix(".json"), out.with_suffix(".images.npz")
+    paths = payoff_outputs(out)
+    return paths["JSON sidecar"], paths["per-image sidecar"]
+
+
+def _per_image_bytes(table: pd.DataFrame) -> bytes | None:
+    per_image = table.attrs.get("per_image")
+    if not (isinstance(per_image, PerImage) and per_image.arrays):
+        return None
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **per_image.arrays)
+    return buf.getvalue()
 
 
 def write_payoff_table(table: pd.DataFrame, out: str | Path, *, models: Sequence[ModelSource],
                        attackers: Sequence[AttackerStrategy], defenders: Sequence[DefenderStrategy],
                        n_images: int, eval_samples: int, seed: int, seconds: float | None = None,
                        extra: dict | None = None) -> Path:
-    """Write ``out`` (CSV), its ``.json`` settings and its ``.images.npz`` per-image arrays; returns the JSON path.
+    """Write ``out`` (CSV), its ``.json`` settings and its ``.images.npz`` per-image arrays as a set; returns the
+    JSON path.
 
-    The sidecars are written first and the CSV last, each atomically, so a reader who finds the CSV finds the
-    sidecars of the same run.
+    All are staged under temporary names and renamed sidecars first, CSV last (``payoffs.io.atomic_write_files``):
+    a full disk replaces none, and a new CSV never sits beside an old or missing sidecar. The JSON records the
+    CSV's SHA-256 (``csv_sha256``), so a reader can tell the set apart from a crash between the renames.
     """
-    out = Path(out)
-    sidecar, images = sidecar_paths(out)
+    paths = payoff_outputs(out)
+    csv_bytes = table.to_csv(index=False).encode()
     labels = model_labels(models)
     settings = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "csv": paths["CSV"].name, "csv_sha256": hashlib.sha256(csv_bytes).hexdigest(),
         "models": [{"identity": m.identity, "label": labels[m.identity], "dataset": m.description.dataset,
                     "path": getattr(m, "path", None), "default_slot": m.default_slot,
                     "tags": {k: v for k, v in m.description.tags}} for m in models],
@@ -290,20 +310,22 @@ def write_payoff_table(table: pd.DataFrame, out: str | Path, *, models: Sequence
         "cells": int(len(table)), "seconds": seconds, "machine": platform.platform(),
         "versions": _versions(), "columns": TABLE_COLUMNS, **(extra or {}),
     }
-    atomic_write_bytes(sidecar, json.dumps(settings, indent=2, default=str).encode())
-    write_per_image(table, out)
-    atomic_write_bytes(out, table.to_csv(index=False).encode())
-    return sidecar
+    images = _per_image_bytes(table)
+    files = [(paths["JSON sidecar"], json.dumps(settings, indent=2, default=str).encode())]
+    if images is not None:
+        files.append((paths["per-image sidecar"], images))
+    else:
+        paths["per-image sidecar"].unlink(missing_ok=True)  # never leave another run's per-image data beside it
+    atomic_write_files(files + [(paths["CSV"], csv_bytes)])
+    return paths["JSON sidecar"]
 
 
 def write_per_image(table: pd.DataFrame, out: str | Path) -> Path | None:
     """Write the table's per-image arrays beside the CSV ``out``; an old sidecar is removed if there are none."""
     path = sidecar_paths(out)[1]
-    per_image = table.attrs.get("per_image")
-    if not (isinstance(per_image, PerImage) and per_image.arrays):
+    data = _per_image_bytes(table)
+    if data is None:
         path.unlink(missing_ok=True)
         return None
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **per_image.arrays)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, data)
     return path
