@@ -286,12 +286,16 @@ def contrast(estimates: Sequence[Estimate], weights: Sequence[float], images: Im
                                  images.accuracy_rows([estimates[k].key for k in accs]), replicates,
                                  np.random.default_rng(seed))
         draws = rc @ w[cells] + (ra @ w[accs] if accs else 0.0)
-        alpha = (1.0 - level) / 2.0
-        low, high = np.quantile(draws, [alpha, 1.0 - alpha])
-        return Interval(value, float(min(low, value)), float(max(high, value)), level, True, PAIRED)
+        if np.ptp(draws) > 0:
+            alpha = (1.0 - level) / 2.0
+            low, high = np.quantile(draws, [alpha, 1.0 - alpha])
+            return Interval(value, float(min(low, value)), float(max(high, value)), level, True, PAIRED)
+        # Every image gives the same contrast (e.g. two cells at 0% on every image): resampling images cannot
+        # show the uncertainty, so fall through to the cells' own standard errors (exact ones at 0% and 100%).
     se = math.sqrt(sum((wk * e.std_error) ** 2 for wk, e in zip(w, estimates)))
     z = float(sps.norm.ppf(0.5 + level / 2.0))
-    return Interval(value, value - z * se, value + z * se, level, False, INDEPENDENT)
+    method = INDEPENDENT if images is None else INDEPENDENT + " (paired draws all equal)"
+    return Interval(value, value - z * se, value + z * se, level, False, method)
 
 
 def difference(a: Estimate, b: Estimate, images: ImageData | None = None, *, level: float,

@@ -173,3 +173,15 @@ def test_concat_of_sweeps() -> None:
                                   np.array(clash.accuracy_key), clash.accuracy_correct * 0.5)
     with pytest.raises(DefdropError, match="differs"):
         ImageData.concat([image_data_for(a), clash])
+
+
+def test_two_cells_at_zero_on_every_image_do_not_give_a_zero_width_difference() -> None:
+    """Paired draws that are all equal cannot show uncertainty: the interval comes from the cells' own (exact,
+    non-zero) standard errors instead of collapsing to [0, 0]."""
+    from gameplay.images import Estimate, difference
+
+    images = ImageData.from_arrays(np.array(["a", "b"]), np.tile(np.arange(3), (2, 1)), np.zeros((2, 3)),
+                                   np.array(["acc"]), np.ones((1, 5)))
+    se = 0.3  # what an exact interval over 3 images gives at 0%
+    iv = difference(Estimate(0.0, se, "a"), Estimate(0.0, se, "b"), images, level=0.95)
+    assert not iv.paired and iv.low < -0.5 and iv.high > 0.5 and "paired draws all equal" in iv.method
