@@ -115,12 +115,12 @@ def select_inputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, images: in
     model in whatever mode it arrived in (eval after :func:`payoffs.checkpoint.load_checkpoint`).
     """
     if images < 1:
-        raise DefdropError(f"--images {images} must be at least 1")
+        raise DefdropError(f"images {images} must be at least 1")
     from payoffs.evaluation import first_correct
 
     idx = first_correct(with_defense(model, nn.Identity()), x, y, images)
     if len(idx) < images:
-        raise DefdropError(f"--images {images}: only {len(idx)} of {len(x)} test images are classified correctly")
+        raise DefdropError(f"images {images}: only {len(idx)} of {len(x)} test images are classified correctly")
     return x[idx], y[idx], (y[idx] + 1) % num_classes
 
 
@@ -163,7 +163,7 @@ def choose_dims(reference: np.ndarray, dims: int, how: str = "magnitude",
         return np.argsort(-np.abs(reference), kind="stable")[:dims]
     if how == "random":
         return np.sort((rng or np.random.default_rng(0)).choice(reference.size, size=dims, replace=False))
-    raise DefdropError(f"--dim-selection {how!r} must be one of {', '.join(DIM_SELECTIONS)}")
+    raise DefdropError(f"dim_selection {how!r} must be one of {', '.join(DIM_SELECTIONS)}")
 
 
 # --------------------------------------------------------------------------- statistics
@@ -304,12 +304,12 @@ def _validate(x: torch.Tensor, target: torch.Tensor, defenders: Sequence[Defende
     if len(set(labels)) != len(labels):
         raise DefdropError(f"defender labels must be unique, got {labels}")
     if samples < 2:
-        raise DefdropError(f"--samples {samples} must be at least 2 (a variance needs two gradients)")
+        raise DefdropError(f"samples {samples} must be at least 2 (a variance needs two gradients)")
     size = int(np.prod(x.shape[1:]))
     if not 1 <= dims <= size:
-        raise DefdropError(f"--dims {dims} must be between 1 and the input size {size}")
+        raise DefdropError(f"dims {dims} must be between 1 and the input size {size}")
     if dim_selection not in DIM_SELECTIONS:
-        raise DefdropError(f"--dim-selection {dim_selection!r} must be one of {', '.join(DIM_SELECTIONS)}")
+        raise DefdropError(f"dim_selection {dim_selection!r} must be one of {', '.join(DIM_SELECTIONS)}")
     if not (kappa >= 0 and math.isfinite(kappa)):
         raise DefdropError(f"kappa {kappa} must be a finite number >= 0")
 

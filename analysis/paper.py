@@ -35,10 +35,6 @@ def comparable_dataset(paper: str, ours: str) -> bool:
     return ours == paper or (paper == "mnist" and ours in MNIST_DATASETS)
 
 
-def _rate(value: float) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.2f}%"
-
-
 def _match(table: pd.DataFrame, attack: str, train: float, test: float | None,
            defense: str | None = None) -> pd.Series | None:
     rows = table[(table["attack"] == attack) & ~is_adaptive(table) & np.isclose(table["train_dropout"], train)]

@@ -49,10 +49,6 @@ class Equilibrium:
         s = self.defender if player == "defender" else self.attacker
         return tuple(i for i, p in enumerate(s) if p > tol)
 
-    @property
-    def pure(self) -> bool:
-        return len(self.support("defender")) == 1 and len(self.support("attacker")) == 1
-
     def close_to(self, other: "Equilibrium", tol: float = 1e-6) -> bool:
         return (len(self.defender) == len(other.defender) and len(self.attacker) == len(other.attacker)
                 and np.allclose(self.defender, other.defender, atol=tol)

@@ -25,7 +25,7 @@ from gameplay.best_response import BestResponses, best_responses
 from gameplay.equilibrium import Equilibrium
 from gameplay.minimax import minimax
 from gameplay.nash import NashResult, nash_equilibria
-from gameplay.regret import DEFAULT_EPS, is_equilibrium, regret
+from gameplay.regret import DEFAULT_EPS, is_equilibrium
 from gameplay.robustness import Robustness, robustness
 from gameplay.stackelberg import stackelberg
 from gameplay.table import PayoffTable, payoff_table_from_frame, require_game
@@ -107,25 +107,7 @@ class Game:
         m, n = self.shape
         return f"Game({self.kind}, {m} defender x {n} attacker strategies)"
 
-    def defender_mix(self, eq: Equilibrium, tol: float = 1e-9) -> dict[str, float]:
-        """The defender's strategy of ``eq`` as {label: probability}, largest first, zeros left out."""
-        return {self.defender_labels[i]: p for i, p in sorted(enumerate(eq.defender), key=lambda t: -t[1]) if p > tol}
-
-    def attacker_mix(self, eq: Equilibrium, tol: float = 1e-9) -> dict[str, float]:
-        return {self.attacker_labels[j]: p for j, p in sorted(enumerate(eq.attacker), key=lambda t: -t[1]) if p > tol}
-
-    def restrict(self, columns: Sequence[int]) -> "Game":
-        """The game with only the given attacker columns (e.g. only non-adaptive attackers)."""
-        cols = list(columns)
-        game = Game(self.A[:, cols], self.B[:, cols], defender_labels=self.defender_labels,
-                    attacker_labels=[self.attacker_labels[j] for j in cols])
-        game.table, game.rows, game.params = self.table, self.rows, dict(self.params)
-        return game
-
     # ------------------------------------------------------------------ solution checks
-    def regret(self, x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
-        return regret(self.A, self.B, np.asarray(x, dtype=float), np.asarray(y, dtype=float))
-
     def is_equilibrium(self, x: Sequence[float], y: Sequence[float], eps: float = DEFAULT_EPS) -> bool:
         return is_equilibrium(self.A, self.B, np.asarray(x, dtype=float), np.asarray(y, dtype=float), eps)
 
@@ -159,7 +141,7 @@ class Game:
         table = self._need_table("Algorithm 1")
         epsilon = self.params["max_accuracy_drop"] if epsilon is None else epsilon
         if epsilon is None:
-            raise DefdropError("Algorithm 1 needs the maximum accuracy drop epsilon (--max-accuracy-drop)")
+            raise DefdropError("Algorithm 1 needs the maximum accuracy drop epsilon (max_accuracy_drop)")
         check_parameters(epsilon, 0.0, 0.0)
         return algorithm1_table(table, epsilon)
 

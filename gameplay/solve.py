@@ -221,7 +221,7 @@ def solve_payoff_csv(path: str | Path, *, max_accuracy_drop: float | None, solve
     if robustness_samples < 0:
         raise DefdropError(f"robustness samples {robustness_samples} must be >= 0")
     if solver == "algorithm1" and max_accuracy_drop is None:
-        raise DefdropError("Algorithm 1 needs --max-accuracy-drop (the paper's epsilon)")
+        raise DefdropError("Algorithm 1 needs the maximum accuracy drop (the paper's epsilon, max_accuracy_drop)")
     return solve_table(read_payoff_csv(path), max_accuracy_drop=max_accuracy_drop, solver=solver, mu=mu, lam=lam,
                        robustness_samples=robustness_samples, seed=seed)
 

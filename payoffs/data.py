@@ -125,7 +125,7 @@ def _to_tensor(images_u8: np.ndarray) -> torch.Tensor:
 
 def _check_dir(directory: str | Path | None, name: str) -> Path:
     if directory is None:
-        raise DefdropError(f"dataset {name!r} needs --data-dir pointing at its files")
+        raise DefdropError(f"dataset {name!r} needs the directory of its files (data_dir)")
     path = Path(directory)
     if not path.is_dir():
         raise DefdropError(f"{path}: data directory does not exist")
@@ -228,7 +228,7 @@ def load_dataset(name: str, data_dir: str | Path | None = None) -> Dataset:
         directory = Path(data_dir) if data_dir is not None else FASHION_MNIST_DIR
         if not directory.is_dir():
             raise DefdropError(f"{directory}: Fashion-MNIST not found; install Debian's dataset-fashion-mnist "
-                               f"or pass --data-dir")
+                               f"or give its directory (data_dir)")
         return load_idx_dataset("fashion-mnist", directory)
     if name == "mnist":
         return load_idx_dataset("mnist", data_dir)

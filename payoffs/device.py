@@ -16,6 +16,6 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cpu")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise DefdropError(f"device {name!r} requested but CUDA is not available; use --device cpu or auto")
+            raise DefdropError(f"device {name!r} requested but CUDA is not available; use cpu or auto")
         return torch.device(name)
     raise DefdropError(f"unknown device {name!r}; choose one of {', '.join(DEVICE_CHOICES)}")

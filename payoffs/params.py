@@ -75,11 +75,6 @@ class Param:
             object.__setattr__(self, "default", self.check(self.default, "default"))
 
     # ------------------------------------------------------------------ description
-    @property
-    def type_name(self) -> str:
-        base = {int: "integer", float: "number", bool: "true/false", str: "text"}[self.kind]
-        return f"{base} or none" if self.optional else base
-
     def allowed(self) -> str:
         """The allowed values in words: ``a number in (0, 1]``, ``one of probs, logits``, ``true or false``."""
         if self.choices:

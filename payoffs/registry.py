@@ -93,10 +93,6 @@ class Registry:
     def names(self) -> tuple[str, ...]:
         return tuple(self._entries)
 
-    def parameter_names(self) -> set[str]:
-        return {p.name for e in self._entries.values() for p in e.params.params}
-
-
 # ---------------------------------------------------------------------------------------------- attacks
 ATTACKER_COMMON = ParamSet("attacker", (
     Param("eot", int, 1, "defender samples averaged per gradient step (Expectation over Transformation)",

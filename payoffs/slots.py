@@ -256,7 +256,7 @@ def with_defense(model: nn.Module, defense: nn.Module, slot: str | None = None) 
     if slot is None:
         slot = model.slot if isinstance(model, DefendedModel) else default_slot(base)
     if slot is None:
-        raise DefdropError("the model names no defense slot; give the layer the defense follows (--defense-at NAME)")
+        raise DefdropError("the model names no defense slot; name the layer the defense follows (slot)")
     return DefendedModel(base, defense, slot)
 
 

@@ -35,13 +35,12 @@ class CarliniWagnerL2(Attack):
       towards smaller L2 instead of spending steps on x10 growth (the reference's 1e-3 needs four of them).
     * ``search_steps = 10``, ``iterations = 100``: the paper's 10 binary-search steps of 100 Adam steps.
     * ``learning_rate = 0.1``: Adam's step (also the CleverHans MNIST tutorial's). With only 100 steps the
-      reference's 1e-2 cannot move the tanh variables of saturated pixels far enough: on the paper's CNN
-      trained on mnist-5k (10 epochs), 27 (image, target) pairs gave 4% targeted success at 1e-2 against
-      100% at 0.1 (mean L2 about 2.5-3), which is what the paper's undefended columns report.
+      reference's 1e-2 cannot move the tanh variables of saturated pixels far enough to reach the paper's 100%
+      undefended success (README, "Measured figures").
     * ``abort_early = True``: every ``iterations // 10`` steps, an example whose loss is above 0.9999 times its
       loss at the previous check stops this search step (per example, as the reference with batch size 1;
       Foolbox checks the batch's summed loss). Stopping examples separately costs a little L2 when there are
-      few search steps (mean L2 +9% against Foolbox at 1 x 100, +1% at 3 x 100, +0.3% at 10 x 100).
+      few search steps; bench/attacks.py compares the L2 with Foolbox's.
 
     Binary search, per example: x10 while no c has succeeded, then bisection between the largest failing and
     smallest succeeding c; Adam and the perturbation are reset at every search step; with 10 or more search

@@ -32,10 +32,8 @@ class JSMA(Attack):
     fits gamma = 0.1.
 
     F is the **softmax output** by default (``saliency="probs"``), as in CleverHans 2.1's ``jsma_symbolic``
-    (``model.get_probs``), hence in the paper; it is also the stronger choice at this budget: on the paper's
-    CNN trained on mnist-5k (bench/attacks.py's model), probabilities reach 86% targeted success on 900
-    (image, target) pairs (paper: 90.67%), and on its first 27 pairs 89% against 59% for logits. The
-    probabilities sum to 1, so beta = -alpha exactly: the score ``-alpha * beta`` is ``alpha^2`` and the rule
+    (``model.get_probs``), hence in the paper; it is also the stronger choice at this budget (bench/attacks.py
+    measures both on the paper's CNN). The probabilities sum to 1, so beta = -alpha exactly: the score ``-alpha * beta`` is ``alpha^2`` and the rule
     picks the valid pair with the largest ``alpha_p + alpha_q``; we use the identity (one backward pass per
     step instead of two). ``saliency="logits"`` is the JSMA-Z variant of Carlini &
     Wagner 2017 (CleverHans 3's choice), with beta the derivative of the other logits' sum.
