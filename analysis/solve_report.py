@@ -64,7 +64,7 @@ def figure_rate_curves(report: SolveReport) -> go.Figure:
         if not rows:
             continue
         rates = [report.defenders[i].test_dropout for i in rows]
-        name = f"r={ref.train_dropout:g}" if len(report.references) > 1 else ""
+        name = ref.model_name if len(report.references) > 1 else ""
         fig.add_trace(go.Scatter(x=rates, y=[100 * report.defenders[i].accuracy for i in rows], mode="lines+markers",
                                  name=f"clean accuracy {name}".strip(),
                                  error_y={"type": "data", "symmetric": False,
@@ -136,13 +136,17 @@ def figure_robustness(report: SolveReport) -> go.Figure:
 
 
 def _defender_frame(report: SolveReport) -> pd.DataFrame:
+    """One row per defender strategy; the training rate r only where some model has one."""
     asr = np.asarray(report.asr)
     kept = set(report.game_rows)
+    rates = [d.train_dropout for d in report.defenders]
+    by_rate = {"r": rates} if any(math.isfinite(r) for r in rates) else {}
     return pd.DataFrame({
         "defender": [d.label for d in report.defenders],
+        "model": [d.model_name for d in report.defenders],
         "defense": [d.defense for d in report.defenders],
         "r'": [d.test_dropout for d in report.defenders],
-        "r": [d.train_dropout for d in report.defenders],
+        **by_rate,
         "clean accuracy": [d.accuracy for d in report.defenders],
         "accuracy drop": [d.accuracy_drop for d in report.defenders],
         "in game": ["yes" if i in kept else "no" for i in range(len(report.defenders))],

@@ -277,8 +277,8 @@ def _notes(table: PayoffTable, game: Game, mu: float, eps: float | None, alg1: A
     notes = []
     for ref in table.references:
         if not ref.source.startswith("undefended"):
-            notes.append(f"model {ref.model[:12]} (r={ref.train_dropout:g}) has no undefended row: its reference "
-                         f"accuracy is the {ref.source}.")
+            notes.append(f"model {ref.model_name} has no undefended row: its reference accuracy is the "
+                         f"{ref.source}.")
     if mu:
         notes.append(f"the attacker's cost mu x L2 uses the L2 paid per attack from {l2_paid(table)[1]}.")
     if eps is None and solver in ("all", "algorithm1"):
@@ -453,7 +453,7 @@ def _markdown(r: SolveReport) -> str:
                + "; defender utility: -ASR" + (f" - {p['lam']:g} x accuracy drop" if p["lam"] else "")
                + " (L2 earns the defender nothing here; the paper counts a larger L2 as a stronger defense).")
     for ref in r.references:
-        out.append(f"Reference (undefended) accuracy of model {ref.model[:12]} (r = {ref.train_dropout:g}): "
+        out.append(f"Reference (undefended) accuracy of model {ref.model_name} (weights {ref.model[:12]}): "
                    f"{_pct(ref.accuracy)}, from the {ref.source}.")
     out += ["", "## Recommendation", "", f"**{rec.headline}** ({rec.solver}); worst-case expected ASR "
             f"{_pct(rec.worst_case_asr)} ({rec.worst_attacker}).", ""]
@@ -489,13 +489,16 @@ def _markdown(r: SolveReport) -> str:
         stop = (f"stops at r' = {c.stopped_at:g} (accuracy {_pct(c.stopped_accuracy)} <= "
                 f"{_pct(c.reference_accuracy - c.epsilon)})" if c.stopped_at is not None else
                 "never violates the constraint on the grid")
-        out.append(f"Model {a1.model[:12]} (r = {a1.train_dropout:g}, undefended accuracy a_max "
-                   f"{_pct(c.reference_accuracy)}): the walk over r' = {', '.join(f'{g:g}' for g in c.grid)} "
+        names = {ref.model: ref.model_name for ref in r.references}
+        step1 = f", step 1's choice: {a1.selection}" if len(a1.per_model) > 1 and a1.selection else ""
+        out.append(f"Model {names.get(a1.model, a1.model[:12])} (undefended accuracy a_max "
+                   f"{_pct(c.reference_accuracy)}{step1}): the walk over r' = {', '.join(f'{g:g}' for g in c.grid)} "
                    f"{stop}; chosen **r' = {c.rate:g}** (accuracy {_pct(c.accuracy)}), the last rate with "
                    "a > a_max - epsilon before the first that fails it (the pseudo-code's loop ends holding the "
                    "failing rate; the text asks for the largest rate meeting the requirement).")
         if len(a1.per_model) > 1:
-            out.append("Other models: " + "; ".join(f"r = {t:g}: r' = {ch.rate:g}" for _, t, _, ch in a1.per_model))
+            out.append("Other models: " + "; ".join(f"{names.get(m, m[:12])}: r' = {ch.rate:g}"
+                                                    for m, _, _, ch in a1.per_model if m != a1.model))
         rows = sorted(a1.rows, key=lambda row: -(row.asr if row.asr is not None else -1))
         out += ["", _md_table(["attacker", "r'", "ASR [95% interval]"],
                               [[row.attacker, f"{row.rate:g}",
