@@ -301,6 +301,7 @@ def payoff(
     defense_at: Optional[str] = DefenseAtOpt,
     data: Optional[Path] = DataOpt,
     dataset: Optional[str] = DatasetOpt,
+    data_dir: Optional[Path] = DataDirOpt,
     attack: str = typer.Option("cw", "--attack", help="Comma list of fgsm, jsma, cw, pgd."),
     kappa: Optional[str] = typer.Option(None, "--kappa", help="C&W confidence(s) kappa, e.g. 0,10."),
     c: Optional[str] = typer.Option(None, "--c", help="C&W initial constant(s) c."),
@@ -359,7 +360,7 @@ def payoff(
                                    parse_ints(sap_draws, "--sap-draws", low=1) if sap_draws else [])
     dev = str(_device(device))
     refs = open_models(model or [], model_factory, weights or [], model_label or [], dataset)
-    test = open_data(data, dataset)
+    test = open_data(data, dataset, data_dir)
     console.print(f"{len(refs)} model(s) x {len(defenders)} defender(s) x {len(attackers)} attacker(s) = "
                   f"{len(refs) * len(defenders) * len(attackers)} cells; N={n_images} images x every other class, "
                   f"M={eval_samples}, seed {seed}, cache {cache_dir}")
@@ -385,7 +386,7 @@ def payoff(
         table = build_payoff_table(refs, attackers, defenders, n_images=n_images, eval_samples=eval_samples,
                                    seed=seed, cache_dir=cache_dir, jobs=jobs, device=dev, on_done=done,
                                    progress_for=cell_progress, batch_size=batch_size, data=test,
-                                   slot=defense_at)
+                                   slot=defense_at, data_dir=data_dir)
     write_payoff_table(table, out, models=refs, attackers=attackers, defenders=defenders, n_images=n_images,
                        eval_samples=eval_samples, seed=seed, seconds=_time.perf_counter() - start)
     show = table[["attacker", "defender", "asr", "asr_low", "asr_high", "asr_majority", "l2_mean",

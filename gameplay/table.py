@@ -13,11 +13,12 @@ A model is named by its ``model_label`` (``r=0.3``, or the label of the user's o
 column, else by its training dropout rate r, else by its hash (:func:`payoffs.labels.model_name`); ``train_dropout``
 is empty (NaN) for a model without a training rate (a user model), and a rate in [0, 1) otherwise.
 
-Optional columns: ``model_label``, ``asr_std_error``, ``kappa`` (missing = 0, see :mod:`gameplay.rules`), ``asr_majority`` and
-``l2_all_mean`` (the attacker's cost, :mod:`gameplay.utility`), ``key`` and ``accuracy_key`` (the cell's and the
-defender's accuracy keys in the per-image sidecar ``X.images.npz``, :mod:`gameplay.images`). When the sidecar
-is there, :func:`read_payoff_csv` attaches it (after checking that it holds every cell and accuracy of the table
-and that its per-image values average to the table's); a sidecar that does not match is an error.
+Optional columns: ``model_label``, ``asr_std_error``, ``kappa`` (missing = 0, see :mod:`gameplay.rules`),
+``asr_majority`` and ``l2_all_mean`` (the attacker's cost, :mod:`gameplay.utility`), ``key`` and ``accuracy_key``
+(the cell's and the defender's accuracy keys in the per-image sidecar ``X.images.npz``, :mod:`gameplay.images`).
+When the sidecar is there, :func:`read_payoff_csv` attaches it (after checking that it holds every cell and
+accuracy of the table and that its per-image values average to the table's); a sidecar that does not match is an
+error.
 """
 from __future__ import annotations
 

@@ -2,7 +2,8 @@
 
 For each model and its test data: the model takes a few test inputs and returns logits, one per class of the data
 (a tensor (N, K) of finite floats, K the data's number of classes); its defense slot (``--defense-at``, else the
-model's own) names a layer; and every defender strategy runs at that slot and keeps the logits' shape.
+model's own) names a layer that runs once per forward pass; and every defender strategy runs at that slot and
+keeps the logits' shape.
 """
 from __future__ import annotations
 
@@ -59,6 +60,22 @@ def check_logits(model: nn.Module, x: torch.Tensor, num_classes: int, label: str
         raise DefdropError(f"model {label} returns NaN or infinite logits on the {data_name} test images")
 
 
+@torch.no_grad()
+def check_called_once(model: nn.Module, slot: str, x: torch.Tensor, label: str) -> None:
+    """The slot layer runs exactly once per forward pass: a layer the forward never calls would leave the model
+    undefended, and one it calls several times (a shared ``nn.ReLU``) would put the defense after every call."""
+    calls = []
+    handle = dict(model.named_modules())[slot].register_forward_hook(lambda *_: calls.append(1))
+    try:
+        model(x)
+    finally:
+        handle.remove()
+    if len(calls) != 1:
+        what = "never runs in" if not calls else f"runs {len(calls)} times in"
+        raise DefdropError(f"layer {slot} {what} the forward pass of model {label}; the defense follows one layer "
+                           "that runs once (give each use of a shared module its own name)")
+
+
 def check_model(source: ModelSource, data: TestData, slot: str | None = None,
                 defenders: Sequence[DefenderStrategy | tuple[str, nn.Module]] = (),
                 device: torch.device | str = "cpu") -> str:
@@ -70,6 +87,7 @@ def check_model(source: ModelSource, data: TestData, slot: str | None = None,
     x = split.x[:PROBE_IMAGES].to(device)
     check_logits(model, x, split.num_classes, label, data.name)
     where = effective_slot(source, model, slot)
+    check_called_once(model, where, x, label)
     for defender in defenders:
         name, module = defender if isinstance(defender, tuple) else (defender.id, defender.module())
         try:

@@ -205,8 +205,9 @@ def load_model(checkpoint: str | Path | None = None, *, factory: str | None = No
     if (checkpoint is None) == (factory is None):
         raise DefdropError("give a defdrop checkpoint or a model factory with its weights, not both or neither")
     if checkpoint is not None:
-        if weights is not None or label is not None or tags:
-            raise DefdropError("weights, label and tags belong to a model factory; a checkpoint carries its own")
+        if weights is not None or label is not None or tags or dataset is not None:
+            raise DefdropError("weights, label, dataset and tags belong to a model factory; a checkpoint carries "
+                               "its own (give other test data to the table or the command instead)")
         return CheckpointSource.open(checkpoint)
     if weights is None:
         raise DefdropError(f"model factory {factory} needs its weights (a state dict file)")

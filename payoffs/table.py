@@ -134,7 +134,7 @@ def build_payoff_table(
     models: Sequence[ModelSource], attackers: Sequence[AttackerStrategy], defenders: Sequence[DefenderStrategy], *,
     n_images: int = 100, eval_samples: int = 20, seed: int = 0, cache_dir: str | Path = ".defdrop-cache",
     jobs: int = 1, executor: Executor | None = None, device: str = "cpu", batch_size: int = 900,
-    data: TestData | None = None, slot: str | None = None,
+    data: TestData | None = None, slot: str | None = None, data_dir: str | Path | None = None,
     on_done: Callable[[str, int, int, dict], None] | None = None,
     progress_for: Callable[[str], Callable[[int, int], None] | None] | None = None,
     stats: BuildStats | None = None,
@@ -145,7 +145,8 @@ def build_payoff_table(
     processes) and stored as soon as each finishes, so an interrupted build resumes where it stopped and yields
     the same table. ``on_done(kind, done, total, record)`` reports each finished job (kind: ``accuracy`` or
     ``cell``). ``data`` (a :class:`payoffs.sources.DataSource` or :class:`~payoffs.sources.DataFile`) and ``slot``
-    (a layer name of every model) override each model's own test data and defense slot. Before any cell runs,
+    (a layer name of every model) override each model's own test data and defense slot; ``data_dir``: where the
+    files of each model's own dataset are. Before any cell runs,
     every model is checked against its data, slot and the defenders (:func:`payoffs.preflight.check_model`). The
     per-image arrays are in ``table.attrs["per_image"]`` (see :func:`write_payoff_table`).
     """
@@ -162,7 +163,7 @@ def build_payoff_table(
         raise DefdropError("the strategy space is empty: give at least one attacker and one defender")
     cache = CellCache(cache_dir)
     stats = stats if stats is not None else BuildStats()
-    datas = {m.identity: data_for(m, data) for m in models}
+    datas = {m.identity: data_for(m, data, data_dir) for m in models}
     acc_specs = {(m.identity, d): AccuracySpec(m, datas[m.identity], d, eval_samples, seed, slot, device)
                  for m in models for d in defenders}
     cell_specs = {(m.identity, d, a): CellSpec(m, datas[m.identity], a, d, n_images, eval_samples, seed, slot, device,

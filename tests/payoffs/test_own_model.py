@@ -19,7 +19,7 @@ from payoffs.checkpoint import weights_hash
 from payoffs.errors import DefdropError
 from payoffs.sources import CheckpointSource, DataFile, FactorySource, load_model
 from payoffs.table import BuildStats, build_payoff_table
-from tests.payoffs.user_models import SmallResNet, TupleOut
+from tests.payoffs.user_models import SharedRelu, SmallResNet, TupleOut
 
 runner = CliRunner(env={"COLUMNS": "200"})
 FACTORY = "tests.payoffs.user_models:resnet"
@@ -173,7 +173,7 @@ def test_gradvar_at_two_layers(files, tmp_path) -> None:
     assert variance["block1"] > 0 and variance["fc1"] > 0 and variance["block1"] != variance["fc1"]
 
 
-# ---------------------------------------------------------------------------------------------- one network, two sources
+# ---------------------------------------------------------------------------------- one network, two sources
 def test_same_network_as_factory_and_as_checkpoint(small_checkpoint, small_trained, files, tmp_path) -> None:
     weights = tmp_path / "paper.pt"
     torch.save(small_trained.model.state_dict(), weights)
@@ -223,11 +223,13 @@ def bad(files, mnist5k, small_trained) -> dict[str, Path]:
     torch.save(SmallResNet(classes=5).state_dict(), folder / "five.pt")
     torch.save([1, 2, 3], folder / "list.pt")
     torch.save(TupleOut().state_dict(), folder / "tuple.pt")
+    torch.save(SharedRelu().state_dict(), folder / "shared.pt")
     state = {k: v.clone() for k, v in torch.load(files["weights"], weights_only=True).items()}
     state["fc1.weight"][0, 0] = float("nan")
     torch.save(state, folder / "nan-weights.pt")
     (folder / "data.txt").write_text("1 2 3")
-    out.update({"paper": folder / "paper.pt", "five": folder / "five.pt", "list": folder / "list.pt", "tuple": folder / "tuple.pt",
+    out.update({"paper": folder / "paper.pt", "five": folder / "five.pt", "list": folder / "list.pt",
+                "tuple": folder / "tuple.pt", "shared": folder / "shared.pt",
                 "nan_weights": folder / "nan-weights.pt", "txt": folder / "data.txt"})
     return out
 
@@ -252,6 +254,10 @@ BAD_CASES = [
     # the slot
     ({"slot": "block3"}, "no layer named 'block3' in model resnet; closest: block2, block1"),
     ({"slot": None}, "model resnet names no defense slot: give the layer the defense follows with --defense-at"),
+    ({"factory": "tests.payoffs.user_models:shared_relu", "weights": "shared", "slot": "act"},
+     "layer act runs 2 times in the forward pass of model shared_relu"),
+    ({"factory": "tests.payoffs.user_models:shared_relu", "weights": "shared", "slot": "unused"},
+     "layer unused never runs in the forward pass of model shared_relu"),
     # the data
     ({"data": "flat"}, "x has shape (20, 28, 28), not (N, C, H, W); add the channel axis"),
     ({"data": "range"}, "x spans [0, 255]; float images must lie in [0, 1]"),

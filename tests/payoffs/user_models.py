@@ -90,3 +90,21 @@ def five_classes() -> nn.Module:
 
 
 not_callable = 3
+
+
+class SharedRelu(nn.Module):
+    """One ``nn.ReLU`` used twice, and a layer the forward never calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(784, 32)
+        self.fc2 = nn.Linear(32, 10)
+        self.act = nn.ReLU()
+        self.unused = nn.Linear(3, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(self.act(torch.flatten(x, 1)))))
+
+
+def shared_relu() -> nn.Module:
+    return SharedRelu()
