@@ -118,7 +118,11 @@ def _load_checkpoint(path: str, identity: str, device: str) -> nn.Module:
 # ---------------------------------------------------------------------------------------------- user models
 def declared_train_dropout(model: nn.Module) -> float | None:
     """A model that declares its training dropout rate (``train_dropout``, as the paper's CNN does) keeps it."""
-    r = getattr(model, "train_dropout", None)
+    return _rate(getattr(model, "train_dropout", None))
+
+
+def _rate(r: object) -> float | None:
+    """``r`` as a training dropout rate in [0, 1), or ``None`` if it is not one."""
     if isinstance(r, bool) or not isinstance(r, (int, float)) or not (math.isfinite(r) and 0.0 <= r < 1.0):
         return None
     return float(r)
@@ -160,6 +164,9 @@ class FactorySource:
         model = load_user_model(factory, weights, "cpu", search)
         given = dict(tags or {})
         r = given.pop("train_dropout", declared_train_dropout(model))
+        if r is not None and _rate(r) is None:
+            raise DefdropError(f"train_dropout {r!r} of model {label or factory_name(factory)} is not a rate in "
+                               "[0, 1)")
         all_tags: list[tuple[str, Any]] = [("train_dropout", None if r is None else float(r))]
         all_tags += sorted(given.items()) + [("factory", factory), ("weights", Path(weights).name)]
         slot = default_slot or module_slot(model)

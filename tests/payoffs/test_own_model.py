@@ -71,6 +71,10 @@ def test_factory_source_identity_eval_mode_and_pickling(files, resnet) -> None:
     again = pickle.loads(pickle.dumps(src))
     assert again == src and again.identity == src.identity
     assert load_model(factory=FACTORY, weights=files["weights"], label="mine").description.label == "mine"
+    tagged = load_model(factory=FACTORY, weights=files["weights"], tags={"train_dropout": 0.5, "seed": 3})
+    assert tagged.description.train_dropout == 0.5 and tagged.description.tag("seed") == 3
+    with pytest.raises(DefdropError, match=r"train_dropout 2 of model resnet is not a rate in \[0, 1\)"):
+        load_model(factory=FACTORY, weights=files["weights"], tags={"train_dropout": 2})
     # Same layers and weights, another forward: another model. Another weight: another model.
     assert FactorySource.open("tests.payoffs.user_models:plain", files["weights"]).identity != src.identity
     state = torch.load(files["weights"], weights_only=True)
