@@ -158,7 +158,8 @@ class FactorySource:
         """
         from payoffs.checkpoint import weights_hash
         from payoffs.factory import factory_name, load_user_model
-        from payoffs.slots import check_slot, default_slot as module_slot
+        from payoffs.slots import check_slot
+        from payoffs.slots import default_slot as module_slot
 
         search = os.getcwd()
         model = load_user_model(factory, weights, "cpu", search)

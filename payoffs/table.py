@@ -150,9 +150,8 @@ def build_payoff_table(
     every model is checked against its data, slot and the defenders (:func:`payoffs.preflight.check_model`). The
     per-image arrays are in ``table.attrs["per_image"]`` (see :func:`write_payoff_table`).
     """
-    from payoffs.preflight import check_model
-
     from payoffs.params import Param
+    from payoffs.preflight import check_model
 
     n_images = Param("n_images", int, 1, low=1).check(n_images, "")
     eval_samples = Param("eval_samples", int, 1, low=1).check(eval_samples, "")
