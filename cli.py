@@ -129,15 +129,38 @@ DatasetOpt = typer.Option(None, "--dataset", help="Test data by name: mnist-5k |
                                                   "(default: the checkpoint's dataset).")
 
 
-def _one_model(checkpoint: Optional[Path], factory: Optional[str], weights: Optional[Path],
-               label: Optional[str], dataset: Optional[str]):
+def _check_model_options(checkpoints: list, factory: Optional[str], weights: list, labels: list,
+                         data: Optional[Path], dataset: Optional[str], data_dir: Optional[Path]) -> None:
+    """The combinations of the model and data options, named as the user typed them."""
+    if labels and factory is None:
+        raise DefdropError("--model-label names a --model-factory model; a checkpoint carries its own label")
+    if weights and factory is None:
+        raise DefdropError("--weights needs --model-factory MODULE:CALLABLE (the code that builds the model)")
+    if factory is not None and not weights:
+        raise DefdropError(f"--model-factory {factory} needs --weights FILE (a state dict of the model it builds)")
+    if labels and len(labels) != len(weights):
+        raise DefdropError(f"--model-label: give one per --weights file ({len(labels)} label(s) for {len(weights)} "
+                           "file(s))")
+    if not checkpoints and factory is None:
+        raise DefdropError("give a model: --model CHECKPOINT, or --model-factory MODULE:CALLABLE --weights FILE")
+    if data is not None and dataset is not None:
+        raise DefdropError("give --data FILE or --dataset NAME, not both")
+    if data is not None and data_dir is not None:
+        raise DefdropError("--data-dir belongs to --dataset; --data names the file itself")
+
+
+def _one_model(checkpoint: Optional[Path], factory: Optional[str], weights: Optional[Path], label: Optional[str],
+               data: Optional[Path], dataset: Optional[str], data_dir: Optional[Path]):
     """The one model of accuracy/gradvar: a checkpoint or a factory with its weights."""
     from payoffs.sources import open_models
 
     if checkpoint is not None and factory is not None:
         raise DefdropError("give --model CHECKPOINT or --model-factory with --weights, not both")
-    return open_models([checkpoint] if checkpoint else [], factory, [weights] if weights else [],
-                       [label] if label else [], dataset)[0]
+    checkpoints = [checkpoint] if checkpoint else []
+    files = [weights] if weights else []
+    labels = [label] if label else []
+    _check_model_options(checkpoints, factory, files, labels, data, dataset, data_dir)
+    return open_models(checkpoints, factory, files, labels, dataset)[0]
 
 
 @app.command()
@@ -207,7 +230,7 @@ def accuracy(
     if samples < 1:
         raise DefdropError(f"--samples {samples} must be at least 1")
     dev = _device(device)
-    source = _one_model(model, model_factory, weights, model_label, dataset)
+    source = _one_model(model, model_factory, weights, model_label, data, dataset, data_dir)
     test = data_for(source, open_data(data, dataset, data_dir), data_dir)
     defenders = defender_space(rates, sap)
     slot = check_model(source, test, defense_at, defenders, dev)
@@ -359,6 +382,7 @@ def payoff(
         defenders = defender_space(parse_floats(test_dropout, "--test-dropout", low=0.0, high=1.0), sap,
                                    parse_ints(sap_draws, "--sap-draws", low=1) if sap_draws else [])
     dev = str(_device(device))
+    _check_model_options(model or [], model_factory, weights or [], model_label or [], data, dataset, data_dir)
     refs = open_models(model or [], model_factory, weights or [], model_label or [], dataset)
     test = open_data(data, dataset, data_dir)
     console.print(f"{len(refs)} model(s) x {len(defenders)} defender(s) x {len(attackers)} attacker(s) = "
@@ -468,7 +492,7 @@ def gradvar(
     payoff_df = read_payoff_frame(payoffs) if payoffs is not None else None
     payoff_images = read_payoff_images(payoffs) if payoffs is not None else None
     dev = _device(device)
-    source = _one_model(model, model_factory, weights, model_label, dataset)
+    source = _one_model(model, model_factory, weights, model_label, data, dataset, data_dir)
     test = data_for(source, open_data(data, dataset, data_dir), data_dir)
     defenders = build_defenders(rates, sap)
     slot = check_model(source, test, defense_at, defenders, dev)

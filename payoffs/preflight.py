@@ -33,8 +33,8 @@ def effective_slot(source: ModelSource, model: nn.Module, slot: str | None) -> s
     if chosen is None:
         names = slot_names(model)
         more = f" ... ({len(names)} in all)" if len(names) > LIST_LAYERS else ""
-        raise DefdropError(f"model {label} names no defense slot: give the layer the defense follows with "
-                           f"--defense-at NAME (layers: {', '.join(names[:LIST_LAYERS])}{more})")
+        raise DefdropError(f"model {label} names no defense slot: name the layer the defense follows (slot; its "
+                           f"layers: {', '.join(names[:LIST_LAYERS])}{more})")
     return check_slot(model, chosen, f"model {label}")
 
 

@@ -229,16 +229,16 @@ def open_models(checkpoints: Sequence[str | Path] = (), factory: str | None = No
     or more weights files (``--weights``, one model each, labelled by ``--model-label`` in the same order)."""
     checkpoints, weights, labels = list(checkpoints or ()), list(weights or ()), list(labels or ())
     if factory is None and labels:
-        raise DefdropError("--model-label names a --model-factory model; a checkpoint carries its own label")
+        raise DefdropError("labels name models built by a factory; a checkpoint carries its own (labels)")
     if factory is None and weights:
-        raise DefdropError("--weights needs --model-factory MODULE:CALLABLE (the code that builds the model)")
+        raise DefdropError("weights need the factory that builds their model (factory)")
     if factory is not None and not weights:
-        raise DefdropError(f"--model-factory {factory} needs --weights FILE (a state dict of the model it builds)")
+        raise DefdropError(f"model factory {factory} needs a state dict of the model it builds (weights)")
     if labels and len(labels) != len(weights):
-        raise DefdropError(f"--model-label: give one per --weights file ({len(labels)} label(s) for "
-                           f"{len(weights)} file(s))")
+        raise DefdropError(f"give one label per weights file ({len(labels)} label(s) for {len(weights)} "
+                           "file(s); labels)")
     if not checkpoints and factory is None:
-        raise DefdropError("give a model: --model CHECKPOINT, or --model-factory MODULE:CALLABLE --weights FILE")
+        raise DefdropError("no model given: a checkpoint, or a factory with its weights (checkpoints, factory)")
     models: list[ModelSource] = [CheckpointSource.open(p) for p in checkpoints]
     models += [FactorySource.open(factory, w, label=labels[i] if labels else None, dataset=dataset)
                for i, w in enumerate(weights)] if factory is not None else []
@@ -319,13 +319,14 @@ TestData = Union[DataSource, DataFile]
 
 def open_data(data: str | Path | None = None, dataset: str | None = None,
               data_dir: str | Path | None = None) -> TestData | None:
-    """The test data a command names: a file (``--data``) or a named dataset (``--dataset``, ``--data-dir``);
-    ``None`` when neither is given (each model's own dataset)."""
+    """The test data a command names: a file (``data``, the CLI's ``--data``) or a named dataset (``dataset`` and
+    its ``data_dir``); ``None`` when neither is given (each model's own dataset)."""
     if data is not None and dataset is not None:
-        raise DefdropError("give --data FILE or --dataset NAME, not both")
+        raise DefdropError("give a test data file or a dataset name, not both (data, dataset)")
     if data is not None:
         if data_dir is not None:
-            raise DefdropError("--data-dir belongs to --dataset; --data names the file itself")
+            raise DefdropError("a data directory belongs to a named dataset; a test data file is read as it is "
+                               "(data_dir)")
         return DataFile.open(data)
     if dataset is not None:
         from payoffs.data import DATASETS
@@ -343,7 +344,6 @@ def data_for(source: ModelSource, override: TestData | None = None,
     if override is not None:
         return override
     if not source.description.dataset:
-        raise DefdropError(f"model {source.description.label} names no dataset; give its test data (--data FILE "
-                           "or --dataset NAME)")
+        raise DefdropError(f"model {source.description.label} names no dataset; give its test data (data)")
     where = data_dir if data_dir is not None else getattr(source, "data_dir", None)
     return DataSource(source.description.dataset, None if where is None else str(where))

@@ -17,7 +17,7 @@ from cli import app
 from gameplay.strategies import attacker_space, defender_space
 from payoffs.checkpoint import weights_hash
 from payoffs.errors import DefdropError
-from payoffs.sources import CheckpointSource, DataFile, FactorySource, load_model
+from payoffs.sources import CheckpointSource, DataFile, FactorySource, load_model, open_data, open_models
 from payoffs.table import BuildStats, build_payoff_table
 from tests.payoffs.user_models import SharedRelu, SmallResNet, TupleOut
 
@@ -257,7 +257,8 @@ BAD_CASES = [
     ({"weights": "missing_file"}, "weights file not found"),
     # the slot
     ({"slot": "block3"}, "no layer named 'block3' in model resnet; closest: block2, block1"),
-    ({"slot": None}, "model resnet names no defense slot: give the layer the defense follows with --defense-at"),
+    ({"slot": None}, "model resnet names no defense slot: name the layer the defense follows (slot; its layers: "
+                     "stem, bn0, block1, block1.conv"),
     ({"factory": "tests.payoffs.user_models:shared_relu", "weights": "shared", "slot": "act"},
      "layer act runs 2 times in the forward pass of model shared_relu"),
     ({"factory": "tests.payoffs.user_models:shared_relu", "weights": "shared", "slot": "unused"},
@@ -327,3 +328,11 @@ def test_python_api_errors_are_defdrop_errors(files) -> None:
         load_model()
     with pytest.raises(DefdropError, match="needs its weights"):
         load_model(factory=FACTORY)
+    with pytest.raises(DefdropError, match=r"weights need the factory that builds their model \(factory\)"):
+        open_models(weights=[files["weights"]])
+    with pytest.raises(DefdropError, match=r"one label per weights file \(1 label\(s\) for 2 file\(s\); labels\)"):
+        open_models(factory=FACTORY, weights=[files["weights"]] * 2, labels=["a"])
+    with pytest.raises(DefdropError, match=r"not both \(data, dataset\)"):
+        open_data(files["data"], "mnist-5k")
+    two = open_models(factory=FACTORY, weights=[files["weights"]] * 2, labels=["a", "b"])
+    assert [m.description.label for m in two] == ["a", "b"]
