@@ -116,7 +116,7 @@ def test_single_solver(small_table, write_csv, solver, expect):
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"solver": "magic"}, "unknown solver"),
-    ({"solver": "algorithm1", "max_accuracy_drop": None}, "needs --max-accuracy-drop"),
+    ({"solver": "algorithm1", "max_accuracy_drop": None}, "needs the maximum accuracy drop"),
     ({"mu": -1.0}, "mu -1.0 must be"),
     ({"max_accuracy_drop": 5.0}, "must be below 1"),
     ({"robustness_samples": -3}, "robustness samples"),
