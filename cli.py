@@ -437,7 +437,8 @@ def solve(
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON instead of markdown."),
 ) -> None:
     """Which test dropout rate to deploy: Algorithm 1, best responses, minimax, Nash, Stackelberg, robustness."""
-    from gameplay.solve import report_json_text, solve_payoff_csv
+    from analysis.solve_text import report_json_text, solve_markdown
+    from gameplay.solve import solve_payoff_csv
     from payoffs.io import check_outputs
 
     check_outputs({"--out": out}, inputs={"PAYOFF": payoff})
@@ -446,7 +447,7 @@ def solve(
     if out is not None:
         from analysis.solve_report import write_solve_report_html
         write_solve_report_html(report, out)
-    typer.echo(report_json_text(report) if as_json else report.to_markdown())
+    typer.echo(report_json_text(report) if as_json else solve_markdown(report))
     if out is not None:
         err_console.print(f"wrote {out}", highlight=False)
 
@@ -480,7 +481,8 @@ def gradvar(
 ) -> None:
     """Gradient variance under each defender (paper section 3.3, Figure 4): write the page, print the statistics."""
     from analysis.gradvar import (build_defenders, paper_checks, read_payoff_frame, read_payoff_images, run_gradvar,
-                                  select_inputs, summary_table, write_gradvar_html)
+                                  select_inputs, summary_table)
+    from analysis.gradvar_page import write_gradvar_html
     from payoffs.io import atomic_write_text, check_outputs
     from payoffs.parsing import parse_floats
     from payoffs.preflight import check_model

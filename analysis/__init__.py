@@ -19,7 +19,7 @@ _EXPORTS = {
     "run_gradvar": "analysis.gradvar",
     "select_inputs": "analysis.gradvar",
     "build_defenders": "analysis.gradvar",
-    "write_gradvar_html": "analysis.gradvar",
+    "write_gradvar_html": "analysis.gradvar_page",
     "variance_asr_relation": "analysis.gradvar",
     "summary_table": "analysis.gradvar",
     "paper_checks": "analysis.gradvar",

@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from analysis.html import write_page
+from analysis.solve_text import headline, note_text, reasons
 from gameplay.solve import SolveReport
 from payoffs.errors import DefdropError
 
@@ -186,9 +187,9 @@ def report_blocks(report: SolveReport) -> list:
         f"lambda = {p['lam']:g}), "
         + (f"accuracy constraint epsilon = {eps:g}." if eps is not None else "no accuracy constraint."),
         "## Recommendation",
-        f"**{rec.headline}** ({rec.solver}): worst-case expected ASR {_pct(rec.worst_case_asr)} "
+        f"**{headline(rec)}** ({rec.solver}): worst-case expected ASR {_pct(rec.worst_case_asr)} "
         f"({rec.worst_attacker}).",
-        "\n".join(f"- {line}" for line in rec.why),
+        "\n".join(f"- {line}" for line in reasons(report)),
         "## Payoff matrix",
         figure_payoff_heatmap(report),
         "## Accuracy, ASR and Algorithm 1 against r'",
@@ -212,7 +213,7 @@ def report_blocks(report: SolveReport) -> list:
                    pd.DataFrame([[r.attacker, r.rate, r.asr, r.asr_low, r.asr_high] for r in a1.rows],
                                 columns=["attacker", "r'", "ASR", "low", "high"])]
     if report.notes:
-        blocks += ["## Notes", "\n".join(f"- {n}" for n in report.notes)]
+        blocks += ["## Notes", "\n".join(f"- {note_text(n)}" for n in report.notes)]
     blocks.append("Seconds: " + ", ".join(f"{k} {s:.2f}" for k, s in report.seconds))
     return blocks
 

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from gameplay.algorithm1 import algorithm1_table
+from analysis.solve_text import solve_markdown
 from gameplay.solve import solve_payoff_csv
 from gameplay.synthetic import synthetic_payoff_table
 from gameplay.table import payoff_table_from_frame
@@ -83,7 +84,7 @@ def test_step_one_over_paper_and_user_models() -> None:
 def test_solve_report_reads_naturally_without_r(write_csv) -> None:
     path = write_csv(pd.concat([_user_table("resnet8"), _user_table("vgg", seed=6, boost=0.004)],
                                ignore_index=True))
-    text = solve_payoff_csv(path, max_accuracy_drop=0.02, robustness_samples=10).to_markdown()
+    text = solve_markdown(solve_payoff_csv(path, max_accuracy_drop=0.02, robustness_samples=10))
     assert "Reference (undefended) accuracy of model resnet8 (weights resnet8-hash" in text
     assert "Model vgg (undefended accuracy a_max" in text and "Other models: resnet8: r' = " in text
     assert "step 1's choice: the best undefended accuracy (no model has a training dropout rate r)" in text
@@ -92,7 +93,7 @@ def test_solve_report_reads_naturally_without_r(write_csv) -> None:
 
 
 def test_solve_report_of_paper_models_keeps_their_rates(write_csv) -> None:
-    text = solve_payoff_csv(write_csv(_paper_models(0.3, 0.5)), max_accuracy_drop=0.02,
-                            robustness_samples=0).to_markdown()
+    text = solve_markdown(solve_payoff_csv(write_csv(_paper_models(0.3, 0.5)), max_accuracy_drop=0.02,
+                            robustness_samples=0))
     assert "accuracy of model r=0.3 (weights" in text and "accuracy of model r=0.5 (weights" in text
     assert "the best undefended accuracy among the models with r in [0.3, 0.7] (the paper's rule)" in text
