@@ -97,10 +97,27 @@ def _device(name: str):
     return resolve_device(name)
 
 
+def _cell_device(name: str, executor: str | None, scheduler: str | None) -> str:
+    """The device cells run on: on a remote Dask cluster ``cuda`` names the workers' GPUs, not this machine's."""
+    remote = scheduler is not None and executor in (None, "dask")
+    return name if remote and name.startswith("cuda") else str(_device(name))
+
+
+def _executor_note(line: str) -> None:
+    err_console.print(line, highlight=False, markup=False, soft_wrap=True)
+
+
 DeviceOpt = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda.")
 ModelOpt = typer.Option(..., "--model", help="A defdrop checkpoint.")
 BatchOpt = typer.Option(900, "--batch-size", help="Attacks x EOT samples per forward pass: a speed knob (same "
                                                   "protocol, other random draws); larger on a GPU, e.g. 7200.")
+ExecutorOpt = typer.Option(None, "--executor", help="Where cells run: local (--jobs processes here) or dask (a Dask "
+                                                    "cluster: --scheduler's, else a local one, one worker per core). "
+                                                    "Default: dask with --scheduler, else local.")
+SchedulerOpt = typer.Option(None, "--scheduler", help="A running Dask scheduler, tcp://HOST:PORT (or its scheduler "
+                                                      "file); workers need no shared files.")
+WorkerThreadsOpt = typer.Option(1, "--worker-threads", help="Torch threads per cell on Dask workers (a rerun cell "
+                                                            "is identical at the same count).")
 DataDirOpt = typer.Option(None, "--data-dir", help="Directory with the dataset's files (mnist, cifar10; "
                                                     "fashion-mnist defaults to /usr/share/datasets/fashion-mnist).")
 # Your own model and data (accuracy, payoff, gradvar): one definition each, shared by the commands.
@@ -257,10 +274,14 @@ def reproduce(
     seed: int = typer.Option(0),
     data_dir: Optional[Path] = DataDirOpt,
     device: str = DeviceOpt,
+    executor: Optional[str] = ExecutorOpt,
+    scheduler: Optional[str] = SchedulerOpt,
+    worker_threads: int = WorkerThreadsOpt,
 ) -> None:
     """The paper end to end: train, payoff sweeps (paper and adaptive attackers), artefacts, games, report."""
     from analysis.reproduce import check_profile, run_study
     from payoffs.data import DATASETS
+    from payoffs.executor import open_executor
     from payoffs.io import check_outputs
 
     prof = check_profile(profile)
@@ -271,7 +292,8 @@ def reproduce(
         raise DefdropError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
     check_outputs(dirs={"--out": out})
     dev = _device(device)
-    with progress_bar() as bar:
+    with open_executor(executor, scheduler, jobs=jobs, threads=worker_threads, device=str(dev),
+                       log=_executor_note) as cells_on, progress_bar() as bar:
         task = bar.add_task("payoff cells", total=None)
 
         piped = log_when_piped(bar)
@@ -281,7 +303,7 @@ def reproduce(
             piped(kind, i, n, record)
 
         html_path, md_path, result = run_study(prof, dataset, out, data_dir=data_dir, jobs=jobs, device=dev,
-                                               batch_size=batch_size,
+                                               batch_size=batch_size, executor=cells_on,
                                                seed=seed, log=lambda m: bar.console.print(m, highlight=False,
                                                                                           markup=False),
                                                on_done=done)
@@ -298,7 +320,7 @@ def demo(
 ) -> None:
     """The main job on embedded data: `reproduce --profile quick --dataset mnist-5k`."""
     reproduce(profile="quick", dataset="mnist-5k", out=out, jobs=jobs, batch_size=900, seed=0, data_dir=None,
-              device=device)
+              device=device, executor=None, scheduler=None, worker_threads=1)
 
 
 def _split(text: str) -> list[str]:
@@ -352,11 +374,15 @@ def payoff(
     cache_dir: Path = typer.Option(Path(".defdrop-cache/cells"), "--cache-dir", help="Finished cells (resume)."),
     out: Path = typer.Option(Path("payoff.csv"), "--out", help="CSV to write (+ a .json sidecar)."),
     device: str = DeviceOpt,
+    executor: Optional[str] = ExecutorOpt,
+    scheduler: Optional[str] = SchedulerOpt,
+    worker_threads: int = WorkerThreadsOpt,
 ) -> None:
     """Evaluate every attacker strategy against every defender strategy into a payoff table."""
     import time as _time
 
     from gameplay.strategies import attacker_space, defender_space, spaces_from_toml
+    from payoffs.executor import open_executor
     from payoffs.io import check_outputs
     from payoffs.parsing import parse_floats, parse_ints
     from payoffs.sources import open_data, open_models
@@ -381,7 +407,7 @@ def payoff(
                                    _split(eot), _split(success_test), text=True)
         defenders = defender_space(parse_floats(test_dropout, "--test-dropout", low=0.0, high=1.0), sap,
                                    parse_ints(sap_draws, "--sap-draws", low=1) if sap_draws else [])
-    dev = str(_device(device))
+    dev = _cell_device(device, executor, scheduler)
     _check_model_options(model or [], model_factory, weights or [], model_label or [], data, dataset, data_dir)
     refs = open_models(model or [], model_factory, weights or [], model_label or [], dataset)
     test = open_data(data, dataset, data_dir)
@@ -389,12 +415,13 @@ def payoff(
                   f"{len(refs) * len(defenders) * len(attackers)} cells; N={n_images} images x every other class, "
                   f"M={eval_samples}, seed {seed}, cache {cache_dir}")
     start = _time.perf_counter()
-    with progress_bar() as bar:
+    with open_executor(executor, scheduler, jobs=jobs, threads=worker_threads, device=dev,
+                       log=_executor_note) as cells_on, progress_bar() as bar:
         overall = bar.add_task("payoff cells", total=None)
         current: dict[str, int] = {}
 
         def cell_progress(kind: str):
-            if jobs > 1:
+            if jobs > 1 or cells_on is not None:
                 return None
             if kind in current:
                 bar.remove_task(current.pop(kind))
@@ -408,11 +435,13 @@ def payoff(
             piped(kind, i, n, record)
 
         table = build_payoff_table(refs, attackers, defenders, n_images=n_images, eval_samples=eval_samples,
-                                   seed=seed, cache_dir=cache_dir, jobs=jobs, device=dev, on_done=done,
-                                   progress_for=cell_progress, batch_size=batch_size, data=test,
+                                   seed=seed, cache_dir=cache_dir, jobs=jobs, executor=cells_on, device=dev,
+                                   on_done=done, progress_for=cell_progress, batch_size=batch_size, data=test,
                                    slot=defense_at, data_dir=data_dir)
+        where = cells_on.describe() if cells_on is not None else {"executor": "local", "jobs": jobs}
     write_payoff_table(table, out, models=refs, attackers=attackers, defenders=defenders, n_images=n_images,
-                       eval_samples=eval_samples, seed=seed, seconds=_time.perf_counter() - start)
+                       eval_samples=eval_samples, seed=seed, seconds=_time.perf_counter() - start,
+                       extra={"executor": where})
     show = table[["attacker", "defender", "asr", "asr_low", "asr_high", "asr_majority", "l2_mean",
                   "clean_accuracy"]]
     console.print(show.to_string(index=False, float_format=lambda v: f"{v:.4f}"), highlight=False, markup=False)

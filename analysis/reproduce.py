@@ -31,6 +31,7 @@ from gameplay.table import PayoffTable, payoff_table_from_frame
 from payoffs.checkpoint import load_checkpoint, save_checkpoint
 from payoffs.data import load_dataset
 from payoffs.errors import DefdropError
+from payoffs.executor import Executor
 from payoffs.io import atomic_write_text
 from payoffs.strategy import AttackerStrategy, DefenderStrategy
 from payoffs.table import TABLE_COLUMNS, build_payoff_table, load_model_refs
@@ -144,6 +145,7 @@ class StudyResult:
     device: str = "cpu"
     jobs: int = 1
     batch_size: int = 900
+    executor: dict | None = None  # where the payoff cells ran, when not in local processes
 
 
 def machine_description(device: str) -> str:
@@ -189,8 +191,9 @@ def prefix_defenders(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def run_payoffs(profile: Profile, models: dict[float, Path], out_dir: Path, seed: int, jobs: int, device: str,
-                on_done=None, batch_size: int = 900) -> pd.DataFrame:
-    """Stage 2: every sweep's paper and adaptive attackers against every defender, one cached cell at a time."""
+                on_done=None, batch_size: int = 900, executor: Executor | None = None) -> pd.DataFrame:
+    """Stage 2: every sweep's paper and adaptive attackers against every defender, one cached cell at a time
+    (by ``executor``, e.g. a :class:`payoffs.dask_executor.DaskExecutor`, or ``jobs`` local processes)."""
     frames = []
     for sweep in profile.sweeps:
         refs = load_model_refs([models[r] for r in sweep.train_rates])
@@ -198,7 +201,7 @@ def run_payoffs(profile: Profile, models: dict[float, Path], out_dir: Path, seed
         frames.append(build_payoff_table(refs, attackers, defenders(profile), n_images=profile.n_images,
                                          eval_samples=profile.eval_samples, seed=seed,
                                          cache_dir=out_dir / "cache", jobs=jobs, device=device, on_done=on_done,
-                                         batch_size=batch_size))
+                                         batch_size=batch_size, executor=executor))
     from payoffs.table import PerImage
 
     table = pd.concat(frames, ignore_index=True)[TABLE_COLUMNS]
@@ -211,6 +214,7 @@ def settings_json(result: StudyResult) -> dict:
             "models": result.model_meta, "machine": platform.platform(), "processor": platform.machine(),
             "threads": torch.get_num_threads(), "torch": torch.__version__, "device": result.device,
             "device_description": machine_description(result.device), "jobs": result.jobs,
+            "executor": result.executor or {"executor": "local", "jobs": result.jobs},
             "batch_size": result.batch_size}
 
 
@@ -417,8 +421,11 @@ def _fmt_pct(v) -> str:
 
 def run_study(profile: Profile, dataset: str, out_dir: Path, *, data_dir: Path | None = None, jobs: int = 1,
               device: torch.device | str = "cpu", seed: int = 0, log: Log = print, on_done=None,
-              gradvar: bool = True, batch_size: int = 900) -> tuple[Path, Path, StudyResult]:
-    """All stages; returns (report.html, report.md, result). Every finished cell is cached under ``out_dir``."""
+              gradvar: bool = True, batch_size: int = 900,
+              executor: Executor | None = None) -> tuple[Path, Path, StudyResult]:
+    """All stages; returns (report.html, report.md, result). Every finished cell is cached under ``out_dir``.
+    Payoff cells run on ``executor`` when given (e.g. a Dask cluster), else in ``jobs`` local processes;
+    training and the gradient statistics run here."""
     from analysis.conclusions import write_conclusions
     from analysis.paper import compare_with_paper
 
@@ -437,7 +444,7 @@ def run_study(profile: Profile, dataset: str, out_dir: Path, *, data_dir: Path |
                      "n_train": len(data.x_train), "n_test": len(data.x_test)})
     t0 = now()
     log(f"payoff sweeps: cache {out_dir / 'cache'}")
-    table = run_payoffs(profile, models, out_dir, seed, jobs, str(device), on_done, batch_size)
+    table = run_payoffs(profile, models, out_dir, seed, jobs, str(device), on_done, batch_size, executor)
     seconds["payoffs"] = now() - t0
     (out_dir / "tables").mkdir(exist_ok=True)
     from payoffs.table import write_per_image
@@ -445,7 +452,8 @@ def run_study(profile: Profile, dataset: str, out_dir: Path, *, data_dir: Path |
     write_per_image(table, out_dir / "tables" / "payoff.csv")
     write_csv(out_dir / "tables" / "payoff.csv", table)
     images = payoff_images(out_dir / "tables" / "payoff.csv")
-    result = StudyResult(out_dir, profile, dataset, table, seconds, meta, seed, str(device), jobs, batch_size)
+    result = StudyResult(out_dir, profile, dataset, table, seconds, meta, seed, str(device), jobs, batch_size,
+                         executor.describe() if hasattr(executor, "describe") else None)
     comparison = compare_with_paper(table)
     write_csv(out_dir / "tables" / "paper_vs_ours.csv", comparison)
     t0 = now()

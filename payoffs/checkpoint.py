@@ -54,6 +54,24 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tup
     return model.to(device).eval(), meta
 
 
+def load_checkpoint_bytes(data: bytes, name: str,
+                          device: torch.device | str = "cpu") -> tuple[PaperCNN, dict[str, Any]]:
+    """:func:`load_checkpoint` from a checkpoint file's bytes (sent to a worker that cannot read the file);
+    ``name`` (the file's name on the machine it came from) only labels error messages. Same checks."""
+    import io
+
+    label = Path(name)
+    with untrusted(f"{label}: not a defdrop checkpoint"):
+        try:
+            model, meta = _parse_checkpoint(label, io.BytesIO(data))
+        except Exception as exc:
+            if isinstance(exc, DefdropError) or "weights_only" not in str(exc).lower():
+                raise
+            raise DefdropError(f"{label}: not a defdrop checkpoint (it holds objects that weights_only loading "
+                               f"refuses)") from None
+    return model.to(device).eval(), meta
+
+
 def _shape(t: torch.Tensor) -> str:
     return "(" + ", ".join(str(d) for d in t.shape) + ")"
 
@@ -111,10 +129,11 @@ def _check_state(path: Path, config: dict[str, Any], state: object) -> dict[str,
     return state
 
 
-def _parse_checkpoint(path: Path) -> tuple[PaperCNN, dict[str, Any]]:
+def _parse_checkpoint(path: Path, stream: Any = None) -> tuple[PaperCNN, dict[str, Any]]:
+    """Parse ``stream`` (a file object) or else the file ``path``; messages name ``path``."""
     with warnings.catch_warnings():  # a hostile file's quirks (odd pickle protocols) are not the user's business
         warnings.simplefilter("ignore")
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch.load(path if stream is None else stream, map_location="cpu", weights_only=True)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise DefdropError(f"{path}: not a defdrop checkpoint (no '{FORMAT}' header)")
     version = payload.get("version")

@@ -12,7 +12,8 @@ A model is known to the rest of defdrop only through a :class:`ModelSource`:
 classifier, built by an importable factory and loaded from a state dict (:mod:`payoffs.factory`). Test data come
 from a :class:`DataSource` (a named dataset) or a :class:`DataFile` (the user's ``.npz``/``.pt``,
 :mod:`payoffs.datafile`). All are small frozen records, picklable, so cells can carry them to worker processes,
-which load what they name (and check that it is still what the sweep named).
+which load what they name (and check that it is still what the sweep named). A :class:`PortableSource` also
+sends its model as bytes to a machine without this one's files (a Dask worker, :mod:`payoffs.dask_executor`).
 
     from payoffs import load_model, DataFile
     model = load_model(factory="mypkg.nets:build", weights="net.pt")   # or load_model("model.pt")
@@ -61,6 +62,19 @@ class ModelSource(Protocol):
     def load(self, device: torch.device | str = "cpu") -> nn.Module: ...
 
 
+@runtime_checkable
+class PortableSource(Protocol):
+    """A model source whose model can travel as bytes to a process that cannot read this machine's files (a
+    cluster worker): ``payload()`` gives the bytes (read here), ``from_payload(payload, device)`` rebuilds the
+    model there and checks that it still has the source's ``identity``."""
+
+    identity: str
+
+    def payload(self) -> bytes: ...
+
+    def from_payload(self, payload: bytes, device: torch.device | str = "cpu") -> nn.Module: ...
+
+
 def _checkpoint_description(meta: dict, config: dict) -> ModelDescription:
     r = meta.get("train_dropout", config.get("train_dropout"))
     recipe = meta.get("recipe", "standard")
@@ -96,6 +110,21 @@ class CheckpointSource:
     def load(self, device: torch.device | str = "cpu") -> nn.Module:
         return _load_checkpoint(self.path, self.identity, str(device))
 
+    def payload(self) -> bytes:
+        """The checkpoint file's bytes (see :class:`PortableSource`)."""
+        try:
+            return Path(self.path).read_bytes()
+        except OSError as exc:
+            raise DefdropError(f"{self.path}: cannot read the checkpoint ({exc.strerror or exc})") from None
+
+    def from_payload(self, payload: bytes, device: torch.device | str = "cpu") -> nn.Module:
+        """The model from :meth:`payload`'s bytes, on ``device``; they must hold the model this source names."""
+        from payoffs.checkpoint import load_checkpoint_bytes, weights_hash
+
+        model, _ = load_checkpoint_bytes(payload, self.path, device)
+        _check_identity(self.path, weights_hash(model), self.identity)
+        return model
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, CheckpointSource) and (self.identity, self.path) == (other.identity, other.path)
 
@@ -109,10 +138,14 @@ def _load_checkpoint(path: str, identity: str, device: str) -> nn.Module:
     from payoffs.checkpoint import load_checkpoint, weights_hash
 
     model, _ = load_checkpoint(path, device)
-    if weights_hash(model) != identity:
-        raise DefdropError(f"{path}: the checkpoint changed since this sweep began (weights hash "
-                           f"{weights_hash(model)}, expected {identity}); rerun to use the new weights")
+    _check_identity(path, weights_hash(model), identity)
     return model
+
+
+def _check_identity(path: str, found: str, identity: str) -> None:
+    if found != identity:
+        raise DefdropError(f"{path}: the checkpoint changed since this sweep began (weights hash "
+                           f"{found}, expected {identity}); rerun to use the new weights")
 
 
 # ---------------------------------------------------------------------------------------------- user models

@@ -121,8 +121,12 @@ class BuildStats:
 
 def check_n_images(model: ModelSource, data: TestData, n_images: int, device: str = "cpu") -> None:
     """Fail before any cell runs when the test split has fewer than ``n_images`` correctly classified images."""
+    import torch
+
     from payoffs.evaluation import first_correct
 
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        device = "cpu"  # the cells run on a cluster's GPUs; this check runs here
     split = data.load_test()
     found = len(first_correct(model.load(device), split.x, split.y, n_images))
     if found < n_images:
@@ -188,12 +192,19 @@ def build_payoff_table(
     if executor is None:
         per_job = (lambda i: progress_for(todo[i][0])) if progress_for else None
         executor = make_executor(min(jobs, max(1, total)), per_job)
-    for done, (i, record) in enumerate(executor.run([(fn, spec) for _, fn, spec in todo]), start=1):
-        cache.put(record["key"], record)
-        results[record["key"]] = record
-        stats.computed += 1
-        if on_done is not None:
-            on_done(todo[i][0], done, total, record)
+    finished = executor.run([(fn, spec) for _, fn, spec in todo])
+    try:
+        for done, (i, record) in enumerate(finished, start=1):
+            cache.put(record["key"], record)
+            results[record["key"]] = record
+            stats.computed += 1
+            if on_done is not None:
+                on_done(todo[i][0], done, total, record)
+    finally:
+        # on Ctrl-C or an error, stop the executor's workers (cancel its futures) now, not once the traceback that
+        # holds this frame is freed
+        if hasattr(finished, "close"):
+            finished.close()
     labels = model_labels(models)
     several = len(models) > 1
     rows, cells, accs = [], [], []
