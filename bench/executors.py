@@ -120,9 +120,9 @@ def main() -> None:
                   f"{', '.join(f'{b / w:.2f}' for b, w in zip(busy[name], walls[name]))})")
         dask_ratio = min(walls["Dask, 1 worker"]) / min(walls["Dask, 2 workers"])
         local_ratio = min(walls["local --jobs 1"]) / min(walls["local --jobs 2"])
-        print(f"   speed-up of 2 workers over 1 (best runs): Dask {dask_ratio:.2f}x, local processes {local_ratio:.2f}x "
-              f"(2.00x is perfect on two idle cores). Parallelism near 2 with a smaller speed-up means each cell ran "
-              f"slower because the cores were busy with other work.")
+        print(f"   speed-up of 2 workers over 1 (best runs): Dask {dask_ratio:.2f}x, local processes "
+              f"{local_ratio:.2f}x (2.00x is perfect on two idle cores). Parallelism near 2 with a smaller "
+              f"speed-up means each cell ran slower because the cores were busy with other work.")
         print(f"   load average now {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 if __name__ == "__main__":

@@ -350,7 +350,7 @@ class DaskExecutor:
         """One held task per distinct model payload and test split the jobs need (the bytes travel once)."""
         models: dict[str, Any] = {}
         splits: dict[str, Any] = {}
-        for fn, spec in jobs:
+        for _, spec in jobs:
             model, data = getattr(spec, "model", None), getattr(spec, "data", None)
             if model is None or data is None:
                 continue

@@ -90,19 +90,23 @@ def build_module(spec: str, search_path: str | None = None) -> nn.Module:
     return model
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+def read_state_dict(path: str | Path, data: bytes | None = None) -> dict[str, torch.Tensor]:
     """The tensors of a weights file (``torch.load(weights_only=True)``): a state dict, or a table holding one
-    under ``"state_dict"``. Untrusted bytes: anything else is a one-line ``DefdropError`` naming the file."""
+    under ``"state_dict"``. Untrusted bytes: anything else is a one-line ``DefdropError`` naming the file.
+    ``data``: the file's bytes, read elsewhere (a cluster worker gets them instead of the file)."""
+    import io
+
     path = Path(path)
-    if path.is_dir():
+    if data is None and path.is_dir():
         raise DefdropError(f"{path}: is a directory, not a weights file")
-    if not path.is_file():
+    if data is None and not path.is_file():
         raise DefdropError(f"{path}: weights file not found")
     with untrusted(f"{path}: not a weights file (a state dict saved by torch.save)"):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                payload = torch.load(path, map_location="cpu", weights_only=True)
+                payload = torch.load(path if data is None else io.BytesIO(data), map_location="cpu",
+                                     weights_only=True)
         except Exception as exc:
             if "weights_only" not in str(exc).lower():
                 raise
@@ -157,9 +161,10 @@ def check_finite(model: nn.Module, what: str) -> None:
 
 
 def load_user_model(spec: str, weights: str | Path, device: torch.device | str = "cpu",
-                    search_path: str | None = None) -> nn.Module:
-    """Build the model with the factory ``spec``, load the state dict in ``weights``, check it; eval mode."""
+                    search_path: str | None = None, data: bytes | None = None) -> nn.Module:
+    """Build the model with the factory ``spec``, load the state dict in ``weights`` (or ``data``, that file's
+    bytes), check it; eval mode."""
     model = build_module(spec, search_path)
-    load_state(model, read_state_dict(weights), str(weights), spec)
+    load_state(model, read_state_dict(weights, data), str(weights), spec)
     check_finite(model, f"model built by {spec} with {weights}")
     return model.to(device).eval()

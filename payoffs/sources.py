@@ -215,6 +215,23 @@ class FactorySource:
     def load(self, device: torch.device | str = "cpu") -> nn.Module:
         return _load_factory(self.factory, self.weights, self.identity, str(device), self.search_path)
 
+    def payload(self) -> bytes:
+        """The weights file's bytes (see :class:`PortableSource`); the factory's code is not sent: its module must
+        be importable where the model is rebuilt (installed there, or in ``search_path``)."""
+        try:
+            return Path(self.weights).read_bytes()
+        except OSError as exc:
+            raise DefdropError(f"{self.weights}: cannot read the weights ({exc.strerror or exc})") from None
+
+    def from_payload(self, payload: bytes, device: torch.device | str = "cpu") -> nn.Module:
+        """The model built by the factory and filled from :meth:`payload`'s bytes; it must be the model named."""
+        from payoffs.checkpoint import weights_hash
+        from payoffs.factory import load_user_model
+
+        model = load_user_model(self.factory, self.weights, device, self.search_path, data=payload)
+        _check_factory_identity(self.factory, self.weights, weights_hash(model), self.identity)
+        return model
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, FactorySource) and (self.identity, self.factory, self.weights) == (
             other.identity, other.factory, other.weights)
@@ -230,11 +247,14 @@ def _load_factory(factory: str, weights: str, identity: str, device: str, search
     from payoffs.factory import load_user_model
 
     model = load_user_model(factory, weights, device, search_path)
-    now = weights_hash(model)
+    _check_factory_identity(factory, weights, weights_hash(model), identity)
+    return model
+
+
+def _check_factory_identity(factory: str, weights: str, now: str, identity: str) -> None:
     if now != identity:
         raise DefdropError(f"{weights}: the model built by {factory} changed since this sweep began (hash {now}, "
                            f"expected {identity}); rerun to use the new code or weights")
-    return model
 
 
 def load_model(checkpoint: str | Path | None = None, *, factory: str | None = None,

@@ -119,14 +119,15 @@ class BuildStats:
     cached: int = 0
 
 
+def _cuda_here() -> bool:
+    import torch
+    return torch.cuda.is_available()
+
+
 def check_n_images(model: ModelSource, data: TestData, n_images: int, device: str = "cpu") -> None:
     """Fail before any cell runs when the test split has fewer than ``n_images`` correctly classified images."""
-    import torch
-
     from payoffs.evaluation import first_correct
 
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        device = "cpu"  # the cells run on a cluster's GPUs; this check runs here
     split = data.load_test()
     found = len(first_correct(model.load(device), split.x, split.y, n_images))
     if found < n_images:
@@ -182,12 +183,14 @@ def build_payoff_table(
                 stats.cached += 1
             else:
                 todo.append((kind, fn, spec))
+    # the checks run here, on CPU where this machine has no GPU and the cells run on a cluster's
+    checks_on = "cpu" if str(device).startswith("cuda") and not _cuda_here() else device
     if todo:
         for m in models:
-            check_model(m, datas[m.identity], slot, defenders, device)
+            check_model(m, datas[m.identity], slot, defenders, checks_on)
     if any(kind == "cell" for kind, _, _ in todo):
         for m in models:
-            check_n_images(m, datas[m.identity], n_images, device)
+            check_n_images(m, datas[m.identity], n_images, checks_on)
     total = len(todo)
     if executor is None:
         per_job = (lambda i: progress_for(todo[i][0])) if progress_for else None

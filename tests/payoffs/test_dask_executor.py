@@ -213,6 +213,26 @@ def test_payloads_are_checked_like_files(refs, small_checkpoint) -> None:
         replace(source, identity="0" * 16).from_payload(source.payload())
 
 
+def test_a_factory_model_travels_as_its_weights(cluster, small_trained, tmp_path) -> None:
+    """A user model (factory + state dict): the weights' bytes travel, the worker builds it with the factory."""
+    from payoffs.sources import FactorySource
+
+    weights = tmp_path / "net.pt"
+    torch.save(small_trained.model.state_dict(), weights)
+    source = FactorySource.open("tests.payoffs.user_models:paper_cnn", weights, dataset="mnist-5k")
+    moved = replace(source, weights="/nowhere/net.pt")  # rebuilt from the bytes alone, never from the path
+    assert all(torch.equal(a, b) for a, b in zip(moved.from_payload(source.payload()).state_dict().values(),
+                                                 small_trained.model.state_dict().values()))
+    with pytest.raises(DefdropError, match="changed since this sweep began"):
+        replace(source, identity="0" * 16).from_payload(source.payload())
+    spec = CellSpec(source, DataSource("mnist-5k"), _attackers()[0], _defenders()[1], 1, 2, 0)
+    with torch_threads(1):
+        here = run_cell(spec)
+    with DaskExecutor(cluster.address) as executor:
+        [(_, there)] = list(executor.run([(run_cell, spec)]))
+    assert {k: v for k, v in there.items() if k != "seconds"} == {k: v for k, v in here.items() if k != "seconds"}
+
+
 def test_a_source_without_a_payload_is_one_line(cluster) -> None:
     source = dask_jobs.LocalOnlySource("f" * 16, ModelDescription("mine", "mnist-5k"))
     spec = CellSpec(source, DataSource("mnist-5k"), _attackers()[0], _defenders()[0], 1, 2, 0)
