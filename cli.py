@@ -280,8 +280,8 @@ def reproduce(
 ) -> None:
     """The paper end to end: train, payoff sweeps (paper and adaptive attackers), artefacts, games, report."""
     from analysis.reproduce import check_profile, run_study
+    from payoffs.dask_executor import open_executor
     from payoffs.data import DATASETS
-    from payoffs.executor import open_executor
     from payoffs.io import check_outputs
 
     prof = check_profile(profile)
@@ -382,7 +382,7 @@ def payoff(
     import time as _time
 
     from gameplay.strategies import attacker_space, defender_space, spaces_from_toml
-    from payoffs.executor import open_executor
+    from payoffs.dask_executor import open_executor
     from payoffs.io import check_outputs
     from payoffs.parsing import parse_floats, parse_ints
     from payoffs.sources import open_data, open_models

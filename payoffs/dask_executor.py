@@ -24,7 +24,8 @@ to its cache at once: only the client writes the cache, and a dead worker loses 
   :data:`WORKER_WAIT_SECONDS` is one line too, never a hang. Ctrl-C or SIGTERM cancels the outstanding futures;
   every record already yielded is the caller's to keep.
 
-``dask`` and ``distributed`` are imported only here, and only when an executor is created.
+:func:`open_executor` picks the executor that the command-line options ``--executor``, ``--scheduler`` and
+``--jobs`` name. ``dask`` and ``distributed`` are imported only here, and only when an executor is created.
 """
 from __future__ import annotations
 
@@ -437,3 +438,32 @@ class DaskExecutor:
         if failed:
             raise DefdropError(f"{len(failed)} job(s) failed, every other one finished and was kept: "
                                f"{'; '.join(failed)}; run again to retry (on workers with more memory)")
+
+
+EXECUTORS = ("local", "dask")
+
+
+@contextlib.contextmanager
+def open_executor(kind: str | None = None, scheduler: str | None = None, *, jobs: int = 1, threads: int = 1,
+                  device: str = "cpu", log: Callable[[str], None] | None = None) -> Iterator[DaskExecutor | None]:
+    """The executor the ``--executor``/``--scheduler``/``--jobs`` options name, open for the ``with`` block.
+
+    ``local`` (the default without a scheduler) yields ``None``: the table builder then runs ``jobs`` local
+    processes. ``dask`` (the default with a scheduler) connects to ``scheduler``, or starts a local Dask cluster of
+    ``jobs`` workers when ``jobs > 1``, else one per core; ``threads`` torch threads per cell; ``device`` cuda
+    gives a local cluster's workers the ``GPU`` resource that cells on cuda request.
+    """
+    kind = kind if kind is not None else ("dask" if scheduler is not None else "local")
+    if kind not in EXECUTORS:
+        raise DefdropError(f"unknown executor {kind!r}; choose one of {', '.join(EXECUTORS)}")
+    if kind == "local":
+        if scheduler is not None:
+            raise DefdropError("--scheduler needs --executor dask (the local executor runs processes here)")
+        yield None
+        return
+    if scheduler is not None and jobs > 1:
+        raise DefdropError(f"--jobs {jobs} sizes local processes; with --scheduler the cluster's workers run the "
+                           f"cells: drop --jobs")
+    with DaskExecutor(scheduler, n_workers=jobs if jobs > 1 else None, threads=threads,
+                      gpu_workers=str(device).startswith("cuda"), log=log) as executor:
+        yield executor

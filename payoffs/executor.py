@@ -2,7 +2,7 @@
 
 An executor takes picklable jobs ``(fn, spec)`` and yields ``(index, result)`` as each finishes (``result =
 fn(spec, progress)``). :class:`payoffs.dask_executor.DaskExecutor` implements the same ``run`` on a cluster;
-:func:`open_executor` picks one from the command-line options.
+``payoffs.dask_executor.open_executor`` picks one from the command-line options.
 
 The local :class:`ProcessExecutor` manages its workers itself rather than through ``multiprocessing.Pool``
 (which never resends the job of a worker that died, and then waits forever):
@@ -18,7 +18,6 @@ The local :class:`ProcessExecutor` manages its workers itself rather than throug
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import multiprocessing as mp
 import os
@@ -309,33 +308,3 @@ class ProcessExecutor:
 def make_executor(jobs: int, progress_for=None) -> Executor:
     return InProcessExecutor(progress_for) if jobs <= 1 else ProcessExecutor(jobs)
 
-
-EXECUTORS = ("local", "dask")
-
-
-@contextlib.contextmanager
-def open_executor(kind: str | None = None, scheduler: str | None = None, *, jobs: int = 1, threads: int = 1,
-                  device: str = "cpu", log: Callable[[str], None] | None = None) -> Iterator[Executor | None]:
-    """The executor the ``--executor``/``--scheduler``/``--jobs`` options name, open for the ``with`` block.
-
-    ``local`` (the default without a scheduler) yields ``None``: the table builder then runs ``jobs`` local
-    processes. ``dask`` (the default with a scheduler) connects to ``scheduler``, or starts a local Dask cluster of
-    ``jobs`` workers when ``jobs > 1``, else one per core; ``threads`` torch threads per cell; ``device`` cuda
-    gives a local cluster's workers the ``GPU`` resource that cells on cuda request.
-    """
-    kind = kind if kind is not None else ("dask" if scheduler is not None else "local")
-    if kind not in EXECUTORS:
-        raise DefdropError(f"unknown executor {kind!r}; choose one of {', '.join(EXECUTORS)}")
-    if kind == "local":
-        if scheduler is not None:
-            raise DefdropError("--scheduler needs --executor dask (the local executor runs processes here)")
-        yield None
-        return
-    if scheduler is not None and jobs > 1:
-        raise DefdropError(f"--jobs {jobs} sizes local processes; with --scheduler the cluster's workers run the "
-                           f"cells: drop --jobs")
-    from payoffs.dask_executor import DaskExecutor
-
-    with DaskExecutor(scheduler, n_workers=jobs if jobs > 1 else None, threads=threads,
-                      gpu_workers=str(device).startswith("cuda"), log=log) as executor:
-        yield executor
