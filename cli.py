@@ -181,13 +181,12 @@ def train(
     from payoffs.checkpoint import save_checkpoint
     from payoffs.data import load_dataset
     from payoffs.io import check_outputs
-    from payoffs.recipes import parse_recipe_params
+    from payoffs.recipes import recipe_params_from_text
     from payoffs.training import TrainConfig, checkpoint_meta, train as train_model
 
-    params = parse_recipe_params(recipe_param)
     config = TrainConfig(train_dropout=train_dropout, epochs=epochs, batch_size=batch_size,
                          learning_rate=learning_rate, seed=seed, dropout_layer=dropout_layer, recipe=recipe,
-                         recipe_params=config_params(recipe, params, epochs))
+                         recipe_params=recipe_params_from_text(recipe, recipe_param))
     config.validate()
     check_outputs({"--out": out})  # before training: an unwritable --out must not cost the model
     dev = _device(device)
@@ -200,14 +199,6 @@ def train(
     console.print(f"{result.recipe_label}: test accuracy {result.test_accuracy:.4f} on {len(data.x_test)} {dataset} "
                   f"test images ({result.seconds_per_epoch:.1f} s/epoch on {dev}); wrote {out}", highlight=False,
                   markup=False, soft_wrap=True)
-
-
-def config_params(recipe: str, given: dict[str, str], epochs: int) -> dict:
-    """Command-line recipe parameters parsed through their declarations (``text=True``: "0.3", "true", "none")."""
-    from payoffs.recipes import resolve_recipe
-
-    resolved = resolve_recipe(recipe, given, epochs=epochs, text=True)
-    return {name: resolved[name] for name in given}
 
 
 @app.command()

@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from payoffs.errors import DefdropError
-from payoffs.params import Param, ParamSet, format_value
+from payoffs.params import Param, ParamSet
 from payoffs.registry import Registry
 
 # Parameters of the adversarial recipe that only PGD uses (FGSM takes one step of size eps from the clean image).
@@ -121,12 +121,10 @@ def parse_recipe_params(pairs: list[str] | tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-def describe_recipes() -> str:
-    """Each recipe and its parameters with defaults, one line each (for ``--help``)."""
-    lines = []
-    for name in RECIPES:
-        entry = RECIPES[name]
-        lines.append(f"{name}: {entry.summary}")
-        for p in entry.params.params:
-            lines.append(f"  {p.name} ({p.allowed()}, default {format_value(p.default)}): {p.help}")
-    return "\n".join(lines)
+def recipe_params_from_text(recipe: str, pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """The given ``NAME=VALUE`` pairs of ``recipe``, parsed through their declarations (``"0.3"``, ``"true"``,
+    ``"none"``) and checked; only the given names (defaults are filled in by :func:`resolve_recipe` later)."""
+    given = parse_recipe_params(pairs)
+    resolved = resolve_recipe(recipe, given, text=True)
+    return {name: resolved[name] for name in given}
+
