@@ -8,13 +8,15 @@ comparison).
 
 The recipe comparison trains on mnist-5k with every recipe at its declared defaults (PGD: eps 0.3, 40 steps of
 0.01; FGSM; distillation T = 100 with a teacher of the same epochs) for the same number of epochs. Standard
-training runs first and last, so a machine whose load changes during the run shows it as two different standard
-times; the ratios divide by their mean.
+training runs before and after each recipe and the ratios divide by the median of those runs, so one burst of
+load from another job on a shared machine does not set the baseline (the spread of the standard runs is printed).
+The seconds are the training loop's (``TrainResult.seconds``), without the final test-accuracy pass.
 """
 from __future__ import annotations
 
 import argparse
 import platform
+import statistics
 import time
 
 import torch
@@ -48,26 +50,33 @@ def bench_datasets(args: argparse.Namespace) -> None:
 
 def bench_recipes(args: argparse.Namespace) -> None:
     specs = [parse_recipe_spec(s) for s in args.recipes.split(",") if s.strip()]
-    runs = [("standard", {})] + [s for s in specs if s != ("standard", {})] + [("standard", {})]
+    specs = [s for s in specs if s != ("standard", {})]
     data = load_dataset("mnist-5k")
     if args.train_images:
         data = Dataset(data.name, data.x_train[:args.train_images], data.y_train[:args.train_images], data.x_test,
                        data.y_test)
     print(f"\nrecipes on mnist-5k ({len(data.x_train)} training images), r = {args.train_dropout}, "
-          f"{args.recipe_epochs} epochs each, seed 0, same run")
-    print(f"{'recipe':<38} {'seconds':>8} {'x standard':>10} {'accuracy':>9}")
-    rows = []
-    for name, params in runs:
+          f"{args.recipe_epochs} epochs each, seed 0, same run; standard training runs before and after each "
+          f"recipe, and the ratios divide by the median of those standard runs")
+    print(f"{'recipe':<38} {'seconds':>8} {'accuracy':>9}")
+
+    def run(name: str, params: dict) -> tuple[str, float, float]:
         config = TrainConfig(train_dropout=args.train_dropout, epochs=args.recipe_epochs, seed=0, recipe=name,
                              recipe_params=params)
         result = train(data, config)
-        rows.append((result.recipe_label, result.seconds, result.test_accuracy))
-        print(f"{result.recipe_label:<38} {result.seconds:>8.1f} {'':>10} {result.test_accuracy:>9.4f}", flush=True)
-    standard = [s for label, s, _ in rows if label == "standard"]
-    base = sum(standard) / len(standard)
-    print(f"\nstandard training: {standard[0]:.1f} s first, {standard[-1]:.1f} s last (ratios divide by the mean, "
-          f"{base:.1f} s)")
-    for label, seconds, acc in rows[1:-1]:
+        print(f"{result.recipe_label:<38} {result.seconds:>8.1f} {result.test_accuracy:>9.4f}", flush=True)
+        return result.recipe_label, result.seconds, result.test_accuracy
+
+    run("standard", {})  # warm-up (thread pools, allocator), not counted
+    standard = [run("standard", {})[1]]
+    rows = []
+    for name, params in specs:
+        rows.append(run(name, params))
+        standard.append(run("standard", {})[1])
+    base = statistics.median(standard)
+    print(f"\nstandard training: median {base:.1f} s over {len(standard)} runs (from {min(standard):.1f} to "
+          f"{max(standard):.1f} s)")
+    for label, seconds, acc in rows:
         print(f"{label:<38} {seconds / base:>6.1f}x standard training   (test accuracy {100 * acc:.1f}%)")
 
 
@@ -85,7 +94,10 @@ def main() -> None:
     parser.add_argument("--train-images", type=int, default=0,
                         help="train the recipes on the first N training images only (0: all 4,000); the ratios "
                              "are per-image costs, so a subset measures them faster on a busy machine")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")
     try:
