@@ -63,7 +63,8 @@ def resolve_recipe(recipe: str, given: Mapping[str, Any] | None = None, *, epoch
 
     Defaults that depend on other values are made explicit here, so the result is what the training ran with:
     ``clean_weight`` (0 for PGD, 0.5 for FGSM) and ``teacher_epochs`` (the run's ``epochs``, when given). A
-    PGD-only parameter given with ``method=fgsm`` is refused rather than ignored.
+    PGD-only parameter given with ``method=fgsm`` is refused rather than ignored, and left out of FGSM's result.
+    Resolving a resolved set gives it back unchanged.
     """
     entry = RECIPES[recipe]
     given = dict(given or {})
@@ -79,6 +80,8 @@ def resolve_recipe(recipe: str, given: Mapping[str, Any] | None = None, *, epoch
             if wrong:
                 raise DefdropError(f"adversarial {', '.join(wrong)} only applies to method pgd (fgsm takes one "
                                    f"step of size eps from the clean image)")
+            for name in PGD_ONLY:  # not used, so not recorded (nor in a cache key)
+                del resolved[name]
         if resolved["clean_weight"] is None:
             resolved["clean_weight"] = DEFAULT_CLEAN_WEIGHT[resolved["method"]]
     if recipe == "distillation" and resolved["teacher_epochs"] is None and epochs is not None:
