@@ -116,6 +116,8 @@ def _default_text(value: object) -> str:
 
 def _recipe_help() -> str:
     """The --recipe help: each recipe with its parameters and defaults, read from the declarations."""
+    from rich.markup import escape  # typer renders help texts as rich markup
+
     from payoffs.recipes import RECIPES
 
     parts = []
@@ -128,6 +130,8 @@ def _recipe_help() -> str:
 
 def _recipe_epilog() -> str:
     """One paragraph per recipe parameter (allowed values, default, meaning), from the declarations."""
+    from rich.markup import escape
+
     from payoffs.recipes import RECIPES
 
     lines = []
@@ -182,7 +186,8 @@ def train(
     from payoffs.data import load_dataset
     from payoffs.io import check_outputs
     from payoffs.recipes import recipe_params_from_text
-    from payoffs.training import TrainConfig, checkpoint_meta, train as train_model
+    from payoffs.training import TrainConfig, checkpoint_meta
+    from payoffs.training import train as train_model
 
     config = TrainConfig(train_dropout=train_dropout, epochs=epochs, batch_size=batch_size,
                          learning_rate=learning_rate, seed=seed, dropout_layer=dropout_layer, recipe=recipe,
