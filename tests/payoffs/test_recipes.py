@@ -83,7 +83,7 @@ def test_pgd_stays_in_the_ball_and_breaks_the_standard_model(small_trained, mnis
 def test_adversarial_training_raises_pgd_robust_accuracy(adversarial_small, small_trained, mnist5k) -> None:
     """Measured (seed 0, PGD-40 eps 0.3 step 0.01 random start): the standard model (3 epochs, 94.3% clean) keeps
     2.0% robust accuracy on the first 100 test images (2.0% on 200); the reduced PGD-trained model (2 steps of 0.2,
-    2 epochs, 67.7% clean; the default 40 x 0.01 costs about 14x more per epoch) keeps 46% (39.5% on 200). The
+    2 epochs, 67.7% clean; the default 40 x 0.01 costs about 10x more per epoch) keeps 46% (39.5% on 200). The
     reduction is for speed only: the recipe's defaults are Madry et al.'s."""
     x, y = mnist5k.x_test[:ROBUST_IMAGES], mnist5k.y_test[:ROBUST_IMAGES]
     torch.manual_seed(0)
