@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import functools
 import signal
+import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -180,7 +182,61 @@ def _one_model(checkpoint: Optional[Path], factory: Optional[str], weights: Opti
     return open_models(checkpoints, factory, files, labels, dataset)[0]
 
 
-@app.command()
+def _default_text(value: object) -> str:
+    """A declared default as a user types it on the command line (``true``, not ``1``)."""
+    from payoffs.params import format_value
+
+    return str(value).lower() if isinstance(value, bool) else format_value(value)
+
+
+def _recipe_help() -> str:
+    """The --recipe help: each recipe with its parameters and defaults, read from the declarations."""
+    from rich.markup import escape  # typer renders help texts as rich markup
+
+    from payoffs.recipes import RECIPES
+
+    parts = []
+    for name in RECIPES:
+        params = RECIPES[name].params.params
+        listed = ", ".join(f"{p.name}={_default_text(p.default)}" for p in params)
+        parts.append(f"{name}" + (f" ({listed})" if listed else ""))
+    return escape("Training recipe: " + " | ".join(parts) + ". Parameters are explained below.")
+
+
+def _recipe_epilog() -> str:
+    """One paragraph per recipe parameter (allowed values, default, meaning), from the declarations."""
+    from rich.markup import escape
+
+    from payoffs.recipes import RECIPES
+
+    lines = []
+    for name in RECIPES:
+        entry = RECIPES[name]
+        lines.append(f"{name}: {entry.summary}.")
+        lines.extend(f"  {name} {p.name} ({p.allowed()}, default {_default_text(p.default)}): {p.help}"
+                     for p in entry.params.params)
+    return "\n\n".join(escape(line) for line in lines)
+
+
+@contextmanager
+def train_progress(title: str):
+    """A bar with the epoch, batch and running loss on a terminal; one line per epoch when stderr is piped."""
+    if err_console.is_terminal:
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[where]}"),
+                      TimeElapsedColumn(), TimeRemainingColumn(), console=err_console) as bar:
+            task = bar.add_task(title, total=None, where="")
+            yield lambda p: bar.update(task, completed=p.step, total=p.total, where=str(p))
+        return
+    start = time.perf_counter()
+
+    def log(p) -> None:
+        if p.epoch_done:
+            err_console.print(f"{title}: {p} ({time.perf_counter() - start:.1f} s)", highlight=False, markup=False,
+                              soft_wrap=True)
+    yield log
+
+
+@app.command(epilog=_recipe_epilog())
 @user_errors
 def train(
     dataset: str = typer.Option("mnist-5k", help="mnist-5k | fashion-mnist | mnist | cifar10"),
@@ -189,33 +245,40 @@ def train(
     batch_size: int = typer.Option(128, "--batch-size"),
     learning_rate: float = typer.Option(1e-3, "--learning-rate", help="Adam learning rate."),
     dropout_layer: str = typer.Option("fc1", "--dropout-layer", help="fc1 (the paper) or fc2."),
+    recipe: str = typer.Option("standard", "--recipe", help=_recipe_help()),
+    recipe_param: list[str] = typer.Option([], "--recipe-param", metavar="NAME=VALUE",
+                                           help="A parameter of the recipe (repeatable), e.g. --recipe-param eps=0.1."),
     seed: int = typer.Option(0),
     out: Path = typer.Option(Path("model.pt"), help="Checkpoint to write."),
     data_dir: Optional[Path] = DataDirOpt,
     device: str = DeviceOpt,
 ) -> None:
-    """Train the paper's Table 1 CNN with dropout rate r and write a checkpoint."""
+    """Train the paper's Table 1 CNN with dropout rate r under a training recipe and write a checkpoint.
+
+    Example: defdrop train --recipe adversarial --recipe-param method=fgsm --epochs 20 --out adv.pt
+    """
     from payoffs.checkpoint import save_checkpoint
     from payoffs.data import load_dataset
     from payoffs.io import check_outputs
-    from payoffs.training import TrainConfig, train as train_model
+    from payoffs.recipes import recipe_params_from_text
+    from payoffs.training import TrainConfig, checkpoint_meta
+    from payoffs.training import train as train_model
 
     config = TrainConfig(train_dropout=train_dropout, epochs=epochs, batch_size=batch_size,
-                         learning_rate=learning_rate, seed=seed, dropout_layer=dropout_layer)
+                         learning_rate=learning_rate, seed=seed, dropout_layer=dropout_layer, recipe=recipe,
+                         recipe_params=recipe_params_from_text(recipe, recipe_param))
     config.validate()
     check_outputs({"--out": out})  # before training: an unwritable --out must not cost the model
     dev = _device(device)
     data = load_dataset(dataset, data_dir)
-    with progress_bar() as bar:
-        task = bar.add_task(f"train {dataset} r={train_dropout:g}", total=None)
-        result = train_model(data, config, dev, progress=lambda i, n: bar.update(task, completed=i, total=n))
-    save_checkpoint(out, result.model, {
-        "dataset": dataset, "train_dropout": train_dropout, "epochs": epochs, "seed": seed,
-        "batch_size": batch_size, "learning_rate": learning_rate, "test_accuracy": result.test_accuracy,
-        "seconds_per_epoch": result.seconds_per_epoch, "dropout_layer": dropout_layer,
-        "data_dir": str(data_dir.resolve()) if data_dir else None})
-    console.print(f"test accuracy {result.test_accuracy:.4f} on {len(data.x_test)} {dataset} test images "
-                  f"({result.seconds_per_epoch:.1f} s/epoch on {dev}); wrote {out}", highlight=False)
+    with train_progress(f"train {dataset} r={train_dropout:g} {recipe}") as progress:
+        result = train_model(data, config, dev, progress=progress)
+    meta = checkpoint_meta(dataset, config, result)
+    meta["data_dir"] = str(data_dir.resolve()) if data_dir else None
+    save_checkpoint(out, result.model, meta)
+    console.print(f"{result.recipe_label}: test accuracy {result.test_accuracy:.4f} on {len(data.x_test)} {dataset} "
+                  f"test images ({result.seconds_per_epoch:.1f} s/epoch on {dev}); wrote {out}", highlight=False,
+                  markup=False, soft_wrap=True)
 
 
 @app.command()

@@ -29,3 +29,17 @@ def small_checkpoint(small_trained: TrainResult, tmp_path_factory) -> "Path":
     save_checkpoint(path, small_trained.model, {"dataset": "mnist-5k", "train_dropout": 0.3, "epochs": 3,
                                                 "test_accuracy": small_trained.test_accuracy})
     return path
+
+
+@pytest.fixture(scope="session")
+def adversarial_small(mnist5k: Dataset) -> TrainResult:
+    """PGD adversarial training (eps 0.3, random start) reduced to 2 steps of 0.2 and 2 epochs so it trains in
+    seconds (about 3x a standard epoch); r = 0.3 as ``small_trained``."""
+    return train(mnist5k, TrainConfig(train_dropout=0.3, epochs=2, seed=0, recipe="adversarial",
+                                      recipe_params={"steps": 2, "step_size": 0.2}))
+
+
+@pytest.fixture(scope="session")
+def distilled_small(mnist5k: Dataset) -> TrainResult:
+    """Defensive distillation at T = 100, teacher and student 2 epochs each, r = 0.3."""
+    return train(mnist5k, TrainConfig(train_dropout=0.3, epochs=2, seed=0, recipe="distillation"))
