@@ -361,17 +361,29 @@ def solve(
     seed: int = typer.Option(0),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the self-contained HTML report here."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON instead of markdown."),
+    audit: Optional[Path] = typer.Option(None, "--audit", help="An audit JSON (defdrop audit): say whether it backs "
+                                                               "the recommended defender and Algorithm 1's."),
 ) -> None:
     """Which test dropout rate to deploy: Algorithm 1, best responses, minimax, Nash, Stackelberg, robustness."""
     from gameplay.solve import report_json_text, solve_payoff_csv
     from payoffs.io import check_outputs
 
-    check_outputs({"--out": out}, inputs={"PAYOFF": payoff})
+    check_outputs({"--out": out}, inputs={"PAYOFF": payoff, "--audit": audit})
+    summary = None
+    if audit is not None:  # read first: a bad audit file must not cost the solve
+        from gameplay.audit_backing import read_audit_json
+        summary = read_audit_json(audit)
     report = solve_payoff_csv(payoff, max_accuracy_drop=max_accuracy_drop, solver=solver, mu=mu, lam=lam,
                               robustness_samples=robustness_samples, seed=seed)
     if out is not None:
         from analysis.solve_report import write_solve_report_html
         write_solve_report_html(report, out)
+    if summary is not None:
+        from analysis.audit_page import solve_json_with_audit, solve_markdown_with_audit
+        from gameplay.audit_backing import report_backings
+        backings = report_backings(summary, report)
+        typer.echo(solve_json_with_audit(report, backings) if as_json else solve_markdown_with_audit(report, backings))
+        return
     typer.echo(report_json_text(report) if as_json else report.to_markdown())
     if out is not None:
         err_console.print(f"wrote {out}", highlight=False)
@@ -502,6 +514,9 @@ def audit(
         given[name] = value
     settings = AuditSettings.from_text({k: str(v) for k, v in given.items()}, checks)
     source = load_model_refs([model])[0]
+    if defense_at is not None:
+        from payoffs.slots import check_slot
+        check_slot(source.load(), defense_at)  # before any work: an unknown layer is one line
     data = DataSource(source.description.dataset, str(data_dir)) if data_dir else None
     with progress_bar() as bar:
         task = bar.add_task("audit", total=None)

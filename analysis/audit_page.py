@@ -372,3 +372,21 @@ def backing_sentence(b: ab.Backing) -> str:
 
 def backing_lines(backings: Sequence[ab.Backing]) -> list[str]:
     return [backing_sentence(b) for b in backings]
+
+
+def solve_markdown_with_audit(report, backings: Sequence[ab.Backing]) -> str:
+    """``defdrop solve``'s markdown with the audit's verdicts right after the recommendation."""
+    text = report.to_markdown()
+    block = "## Audit: is the attack strong enough?\n\n" + "\n".join(f"- {line}" for line in backing_lines(backings))
+    marker = "\n## Defender strategies"
+    if marker in text:
+        head, tail = text.split(marker, 1)
+        return f"{head.rstrip()}\n\n{block}\n{marker}{tail}"
+    return f"{text.rstrip()}\n\n{block}\n"
+
+
+def solve_json_with_audit(report, backings: Sequence[ab.Backing]) -> str:
+    """``defdrop solve --json`` with an ``audit`` member: each backing and its sentence."""
+    blob = report.to_json()
+    blob["audit"] = [{**asdict(b), "sentence": backing_sentence(b)} for b in backings]
+    return json.dumps(_plain(blob), indent=2, allow_nan=False)

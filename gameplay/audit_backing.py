@@ -9,7 +9,8 @@ table with it. Torch-free.
 Status, in order of precedence:
 
 - ``not audited``: the audit has no such defender (or is of another model: ``other model``);
-- ``checks failed``: some check failed for this defender: the table's numbers for it rest on a flawed attack;
+- ``checks failed``: a check other than EOT's failed for this defender: the table's numbers for it rest on a flawed
+  attack;
 - ``EOT not audited``: check 4 was not run; ``no knee``: EOT did not saturate within the audit's range of k;
 - ``other attack``: the table has no attacker of the audited attack, so the knee says nothing about it;
 - ``below knee``: the table's strongest EOT for that attack stops below the knee: its ASR is an underestimate;
@@ -153,7 +154,7 @@ def backing(summary: AuditSummary, defender: str, model: str | None, attackers: 
     args = (label, role)
     rest = dict(attack=summary.attack, knee=d.knee, eot_tried=d.eot_tried, table_eot=table_eot, failed=d.failed,
                 inconclusive=d.inconclusive)
-    if d.failed:
+    if any(n != 4 for n in d.failed):  # check 4 failing (EOT still rising) is the "no knee" case below
         return Backing(*args, status=CHECKS_FAILED, **rest)
     if not d.eot_run:
         return Backing(*args, status=EOT_NOT_RUN, **rest)
