@@ -1,7 +1,7 @@
 """Measure ``defdrop reproduce --profile paper``: wall time per dataset, stage by stage and cell by cell.
 
 Runs the real command (one process per dataset, side by side or one after the other) under a deadline. At the
-deadline each run gets Ctrl-C (SIGINT), which keeps every finished cell, so a cut-off run still yields measured
+deadline each run gets SIGTERM (handled like Ctrl-C), which keeps every finished cell, so a cut-off run still yields measured
 cell times; the summary then gives the measured part and, separately and labelled as such, an extrapolation
 of the rest from the measured mean time of each attacker strategy::
 
@@ -144,7 +144,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return proc.wait(timeout=max(1.0, deadline - time.perf_counter()))
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C as a terminal sends it: finished cells kept, exit 130
+            # SIGTERM, handled like Ctrl-C (finished cells kept, exit 143); SIGINT is ignored by commands started
+            # in the background of a non-interactive shell, and so by this run's children.
+            os.killpg(proc.pid, signal.SIGTERM)
             try:
                 return proc.wait(timeout=60)
             except subprocess.TimeoutExpired:

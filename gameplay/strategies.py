@@ -29,9 +29,10 @@ silently converted.
 from __future__ import annotations
 
 import itertools
-import tomllib
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
+
+import tomllib
 
 from payoffs.errors import DefdropError
 from payoffs.registry import ATTACKER_COMMON, ATTACKS, DEFENSES

@@ -5,8 +5,8 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from payoffs.io import atomic_write_bytes
 from payoffs.errors import DefdropError
+from payoffs.io import atomic_write_bytes
 
 
 class CellCache:

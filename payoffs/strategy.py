@@ -48,11 +48,6 @@ class AttackerStrategy:
         extra = ([f"eot={self.eot}"] if self.eot != 1 else []) + (["exp"] if self.success_test == "expected" else [])
         return ATTACKS[self.attack].strategy_id(dict(self.params), extra)
 
-    @property
-    def adaptive(self) -> bool:
-        """Beyond the paper's attacker: EOT gradients or the ``expected`` success test."""
-        return self.eot > 1 or self.success_test == "expected"
-
     def param(self, name: str, default: Any = None) -> Any:
         return dict(self.params).get(name, default)
 

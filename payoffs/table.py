@@ -48,8 +48,15 @@ import numpy as np
 import pandas as pd
 
 from payoffs.cache import CellCache
-from payoffs.cell import (AccuracySpec, CellSpec, per_image_asr, run_accuracy, run_cell, summarize_accuracy,
-                          summarize_cell)
+from payoffs.cell import (
+    AccuracySpec,
+    CellSpec,
+    per_image_asr,
+    run_accuracy,
+    run_cell,
+    summarize_accuracy,
+    summarize_cell,
+)
 from payoffs.errors import DefdropError
 from payoffs.executor import Executor, make_executor
 from payoffs.io import atomic_write_bytes, atomic_write_files
@@ -176,7 +183,8 @@ def build_payoff_table(
             check_n_images(m, datas[m.identity], n_images, device)
     total = len(todo)
     if executor is None:
-        executor = make_executor(min(jobs, max(1, total)), (lambda i: progress_for(todo[i][0])) if progress_for else None)
+        per_job = (lambda i: progress_for(todo[i][0])) if progress_for else None
+        executor = make_executor(min(jobs, max(1, total)), per_job)
     for done, (i, record) in enumerate(executor.run([(fn, spec) for _, fn, spec in todo]), start=1):
         cache.put(record["key"], record)
         results[record["key"]] = record

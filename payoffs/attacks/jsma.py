@@ -33,10 +33,10 @@ class JSMA(Attack):
 
     F is the **softmax output** by default (``saliency="probs"``), as in CleverHans 2.1's ``jsma_symbolic``
     (``model.get_probs``), hence in the paper; it is also the stronger choice at this budget (bench/attacks.py
-    measures both on the paper's CNN). The probabilities sum to 1, so beta = -alpha exactly: the score ``-alpha * beta`` is ``alpha^2`` and the rule
-    picks the valid pair with the largest ``alpha_p + alpha_q``; we use the identity (one backward pass per
-    step instead of two). ``saliency="logits"`` is the JSMA-Z variant of Carlini &
-    Wagner 2017 (CleverHans 3's choice), with beta the derivative of the other logits' sum.
+    measures both on the paper's CNN). The probabilities sum to 1, so beta = -alpha exactly: the score
+    ``-alpha * beta`` is ``alpha^2`` and the rule picks the valid pair with the largest ``alpha_p + alpha_q``;
+    we use the identity (one backward pass per step instead of two). ``saliency="logits"`` is the JSMA-Z variant
+    of Carlini & Wagner 2017 (CleverHans 3's choice), with beta the derivative of the other logits' sum.
 
     If no pair satisfies the sign rule at a step (CleverHans then moves feature 0, a quirk of ``argmax`` over
     all-zero scores), the step changes nothing but still counts: against a randomized model the next sample
