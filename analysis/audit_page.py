@@ -19,9 +19,23 @@ import plotly.graph_objects as go
 
 from analysis.html import write_page
 from gameplay import audit_backing as ab
-from gameplay.audit_rules import (EOT_MARGIN, FAIL, FIXED_MASK_MARGIN, GRADIENT_FAILURE_SHARE, INCONCLUSIVE,
-                                  ITERATION_MARGIN, LOSS_FLAT_SHARE, NAMES, NEAR_TOTAL, ORDER_MARGIN, PASS,
-                                  RANDOM_MIN_SHARE, AuditVerdict, CheckVerdict, DefenderVerdict, decide)
+from gameplay.audit_rules import (
+    EOT_MARGIN,
+    FAIL,
+    FIXED_MASK_MARGIN,
+    GRADIENT_FAILURE_SHARE,
+    INCONCLUSIVE,
+    ITERATION_MARGIN,
+    LOSS_FLAT_SHARE,
+    NAMES,
+    NEAR_TOTAL,
+    ORDER_MARGIN,
+    PASS,
+    RANDOM_MIN_SHARE,
+    AuditVerdict,
+    DefenderVerdict,
+    decide,
+)
 from payoffs.audit.evidence import AuditEvidence, DefenderAudit, Estimate
 from payoffs.errors import DefdropError
 from payoffs.io import atomic_write_text
@@ -290,7 +304,8 @@ def _plain(obj):
 
 def machine() -> str:
     import torch
-    return f"{platform.machine()}, {torch.get_num_threads()} torch threads, {platform.platform()}, torch {torch.__version__}"
+    return (f"{platform.machine()}, {torch.get_num_threads()} torch threads, {platform.platform()}, "
+            f"torch {torch.__version__}")
 
 
 def page_blocks(evidence: AuditEvidence, verdict: AuditVerdict) -> list:
@@ -339,16 +354,24 @@ def write_audit(evidence: AuditEvidence, verdict: AuditVerdict, html_path: str |
 def json_path_for(html_path: str | Path) -> Path:
     """``audit.html`` -> ``audit.json``."""
     path = Path(html_path)
-    return path.with_suffix(".json") if path.suffix.lower() in (".html", ".htm") else path.with_name(path.name + ".json")
+    if path.suffix.lower() in (".html", ".htm"):
+        return path.with_suffix(".json")
+    return path.with_name(path.name + ".json")
 
 
 # ---------------------------------------------------------------------------------------------- backing
+def _checks(numbers: Sequence[int]) -> str:
+    return ("check " if len(numbers) == 1 else "checks ") + ", ".join(map(str, numbers))
+
+
 def backing_sentence(b: ab.Backing) -> str:
     """The verdict printed beside a defender of a decision."""
     who = f"{b.role} {b.defender}"
     table = (f"the table's {b.attack} attackers reach k = {b.table_eot}" if b.table_eot is not None
              else f"the table has no {b.attack} attacker")
-    extra = f" (checks {', '.join(map(str, b.inconclusive))} inconclusive)" if b.inconclusive else ""
+    notes = ([f"{_checks(b.inconclusive)} inconclusive"] if b.inconclusive else []) + (
+        [f"{_checks(b.not_run)} not run"] if b.not_run else [])
+    extra = f" ({'; '.join(notes)})" if notes else ""
     if b.status == ab.BACKED:
         return f"{who}: backed by the audit: EOT saturates at k = {b.knee}; {table}{extra}."
     if b.status == ab.BELOW_KNEE:
@@ -360,9 +383,9 @@ def backing_sentence(b: ab.Backing) -> str:
     if b.status == ab.EOT_NOT_RUN:
         return f"{who}: the audit did not run the EOT check (4); no statement on EOT{extra}."
     if b.status == ab.CHECKS_FAILED:
-        return (f"{who}: WARNING: the audit fails check(s) {', '.join(map(str, b.failed))} for this defender: the "
-                f"attack, not the defense, may explain its robustness" + (f"; EOT saturates at k = {b.knee}, {table}"
-                                                                          if b.knee else "") + f"{extra}.")
+        return (f"{who}: WARNING: the audit fails {_checks(b.failed)} for this defender: the attack, not the "
+                "defense, may explain its robustness" + (f"; EOT saturates at k = {b.knee}, {table}" if b.knee
+                                                          else "") + f"{extra}.")
     if b.status == ab.OTHER_MODEL:
         return f"{who}: the audit is of another model; no statement."
     if b.status == ab.OTHER_ATTACK:
@@ -372,6 +395,25 @@ def backing_sentence(b: ab.Backing) -> str:
 
 def backing_lines(backings: Sequence[ab.Backing]) -> list[str]:
     return [backing_sentence(b) for b in backings]
+
+
+def audit_report_blocks(evidence: AuditEvidence, verdict: AuditVerdict, backings: Sequence[ab.Backing],
+                        note: str = "") -> list:
+    """The reproduce report's audit section: whether the audit backs the decision, each defender's verdicts, the
+    EOT curve (the full page is ``audit.html``)."""
+    head = (f"## Is the attack strong enough? (audit of `{evidence.attacker['id']}` on {evidence.model.label})\n\n"
+            + "\n".join(f"- {line}" for line in backing_lines(backings))
+            + f"\n\nAll checks, their evidence and cost: `audit.html` / `audit.json`. Sizes: {evidence.images} "
+            f"image(s) x {evidence.attacks // max(1, evidence.images)} target(s), M = "
+            f"{evidence.settings['eval_samples']}"
+            + (f"; {note}." if note else "."))
+    rows = [[a.defender] + [c.verdict for c in dv.checks] + [dv.knee if dv.knee is not None else "-"]
+            for a, dv in zip(evidence.defenders, verdict.defenders)]
+    frame = pd.DataFrame(rows, columns=["defender"] + [f"{n} {NAMES[n]}" for n in range(1, 8)] + ["EOT knee k"])
+    blocks: list = [head, frame]
+    if any(a.eot is not None for a in evidence.defenders):
+        blocks.append(figure_eot_curve(evidence, verdict))
+    return blocks
 
 
 def solve_markdown_with_audit(report, backings: Sequence[ab.Backing]) -> str:

@@ -137,6 +137,7 @@ class Backing:
     table_eot: int | None
     failed: tuple[int, ...] = ()
     inconclusive: tuple[int, ...] = ()
+    not_run: tuple[int, ...] = ()
 
 
 def backing(summary: AuditSummary, defender: str, model: str | None, attackers: Sequence[tuple[str, int]],
@@ -153,7 +154,7 @@ def backing(summary: AuditSummary, defender: str, model: str | None, attackers: 
         return Backing(label, role, NOT_AUDITED, summary.attack, None, 0, table_eot)
     args = (label, role)
     rest = dict(attack=summary.attack, knee=d.knee, eot_tried=d.eot_tried, table_eot=table_eot, failed=d.failed,
-                inconclusive=d.inconclusive)
+                inconclusive=d.inconclusive, not_run=tuple(n for n, v in d.verdicts if v == NOT_RUN))
     if any(n != 4 for n in d.failed):  # check 4 failing (EOT still rising) is the "no knee" case below
         return Backing(*args, status=CHECKS_FAILED, **rest)
     if not d.eot_run:
@@ -166,12 +167,13 @@ def backing(summary: AuditSummary, defender: str, model: str | None, attackers: 
 
 
 def report_backings(summary: AuditSummary, report) -> list[Backing]:
-    """The backing of a solve report's recommendation (each defender of its mix) and of Algorithm 1's pick."""
+    """The backing of a solve report's recommendation (each defender of its mix) and of Algorithm 1's pick (one
+    line for a defender that is both)."""
     attackers = [(a.attack, a.eot) for a in report.attackers]
     models = {d.label: d.model for d in report.defenders}
-    out = [backing(summary, label, models.get(label), attackers, "recommended")
-           for label, _ in report.recommendation.mix]
-    a1 = report.recommendation.algorithm1
-    if a1 is not None:
-        out.append(backing(summary, a1, models.get(a1), attackers, "Algorithm 1"))
-    return out
+    roles: dict[str, list[str]] = {}
+    for label, _ in report.recommendation.mix:
+        roles.setdefault(label, []).append("recommended")
+    if report.recommendation.algorithm1 is not None:
+        roles.setdefault(report.recommendation.algorithm1, []).append("Algorithm 1's")
+    return [backing(summary, label, models.get(label), attackers, " and ".join(r)) for label, r in roles.items()]

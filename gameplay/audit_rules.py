@@ -1,5 +1,6 @@
-"""Pass, fail or inconclusive for every audit check, decided by intervals at :data:`LEVEL`; every threshold of the
-audit is here, once. Torch-free: reads :mod:`payoffs.audit.evidence`.
+"""Pass, fail or inconclusive for every audit check, decided by intervals (at :data:`payoffs.stats.LEVEL`, the
+level of every interval defdrop reports); every threshold of the audit is here, once. Torch-free: reads
+:mod:`payoffs.audit.evidence`.
 
 Three shapes of rule, all on an interval [low, high]:
 
@@ -22,7 +23,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from payoffs.audit.evidence import AuditEvidence, DefenderAudit, EotEvidence, Estimate
-from payoffs.stats import LEVEL
 
 PASS, FAIL, INCONCLUSIVE, NOT_APPLICABLE, NOT_RUN = "pass", "fail", "inconclusive", "n/a", "not run"
 VERDICTS = (PASS, FAIL, INCONCLUSIVE, NOT_APPLICABLE, NOT_RUN)

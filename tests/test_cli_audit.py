@@ -62,7 +62,7 @@ def test_solve_prints_the_audit_beside_the_recommendation(tmp_path: Path) -> Non
     assert result.exit_code == 0, result.output
     assert "## Audit: is the attack strong enough?" in result.output
     assert "WARNING: EOT saturates at k = 16 but the table's cw attackers reach k = 8" in result.output
-    assert "Algorithm 1 " in result.output.split("## Audit")[1]
+    assert "Algorithm 1's " in result.output.split("## Audit")[1]
     as_json = runner.invoke(app, ["solve", str(csv), "--max-accuracy-drop", "0.01", "--robustness-samples", "0",
                                   "--audit", str(audit), "--json"])
     assert json.loads(as_json.stdout)["audit"][0]["status"] == ab.BELOW_KNEE

@@ -12,12 +12,29 @@ from torch.nn import functional as F
 from payoffs import noise
 from payoffs.attacks.objectives import cw_margin
 from payoffs.audit.estimates import binomial_share, paired, rate
-from payoffs.audit.evidence import (EotEvidence, EotPoint, Estimate, FixedMaskEvidence, GradientEvidence,
-                                    IterationsEvidence, OrderingEvidence, RandomnessEvidence, UnboundedEvidence)
+from payoffs.audit.evidence import (
+    EotEvidence,
+    EotPoint,
+    Estimate,
+    FixedMaskEvidence,
+    GradientEvidence,
+    IterationsEvidence,
+    OrderingEvidence,
+    RandomnessEvidence,
+    UnboundedEvidence,
+)
 from payoffs.audit.loss import WINDOWS, flatness
 from payoffs.audit.target import GRADIENTS, NOISE, PASSES, AttackRun, AuditTarget, audit_seed
-from payoffs.audit.variants import (UNBUDGETED, doubled, eot_ladder, order_eps, segment_length,
-                                    single_and_iterative, unbounded, with_eot)
+from payoffs.audit.variants import (
+    UNBUDGETED,
+    doubled,
+    eot_ladder,
+    order_eps,
+    segment_length,
+    single_and_iterative,
+    unbounded,
+    with_eot,
+)
 from payoffs.sampling import sample_input_gradients, sample_logits
 
 AS_GIVEN = "as given"
@@ -141,6 +158,13 @@ def objective_name(attack: str) -> str:
     return "C&W margin max_{i != t} Z_i - Z_t" if attack == "cw" else "cross-entropy towards the target"
 
 
+def _objective(attack: str, target: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The attack's objective per row of ``(rows, C)`` logits: C&W's margin, else the targeted cross-entropy."""
+    if attack == "cw":
+        return lambda z: cw_margin(z, target)
+    return lambda z: F.cross_entropy(z, target, reduction="none")
+
+
 def check_gradients(t: AuditTarget) -> GradientEvidence:
     """Check 7: sampled input gradients of the attack's objective at the probe images (towards (label + 1) mod K)
     are neither all zero nor NaN, and predictions do not flip under tiny uniform input noise (same defender
@@ -154,9 +178,7 @@ def check_gradients(t: AuditTarget) -> GradientEvidence:
     bad = np.zeros(len(x))
     flips = np.zeros(len(x))
     for sl in _chunks(len(x)):
-        tk = target[sl].repeat(k)
-        objective = ((lambda z: cw_margin(z, tk)) if t.attacker.attack == "cw"
-                     else (lambda z: F.cross_entropy(z, tk, reduction="none")))
+        objective = _objective(t.attacker.attack, target[sl].repeat(k))
         grads = sample_input_gradients(t.net, x[sl], k, noise.row_keys(seed, ids[sl], noise.AUDIT, GRADIENTS),
                                        objective).flatten(2)
         zero[sl] = (grads == 0).all(2).float().mean(0).cpu().numpy()

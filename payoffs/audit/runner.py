@@ -13,8 +13,15 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from payoffs.audit.checks import (check_eot, check_fixed_mask, check_gradients, check_iterations, check_ordering,
-                                  check_randomness, check_unbounded)
+from payoffs.audit.checks import (
+    check_eot,
+    check_fixed_mask,
+    check_gradients,
+    check_iterations,
+    check_ordering,
+    check_randomness,
+    check_unbounded,
+)
 from payoffs.audit.evidence import AuditEvidence, Cost, DefenderAudit, Estimate, ModelInfo
 from payoffs.audit.settings import AuditSettings
 from payoffs.audit.target import AttackSet, AuditTarget, attack_set

@@ -66,7 +66,8 @@ def _backing(status: str, **kw) -> ab.Backing:
     (ab.BACKED, {}, "EOT saturates at k = 8; the table's cw attackers reach k = 8"),
     (ab.BELOW_KNEE, {"table_eot": 4}, "WARNING: EOT saturates at k = 8 but the table's cw attackers reach k = 4"),
     (ab.NO_KNEE, {"knee": None}, "EOT did not saturate by k = 16"),
-    (ab.CHECKS_FAILED, {"failed": (3, 5)}, "fails check(s) 3, 5"),
+    (ab.CHECKS_FAILED, {"failed": (3, 5)}, "fails checks 3, 5 for this defender"),
+    (ab.BACKED, {"inconclusive": (2,), "not_run": (5, 6)}, "(check 2 inconclusive; checks 5, 6 not run)"),
     (ab.OTHER_MODEL, {}, "another model"),
     (ab.NOT_AUDITED, {}, "not in the audit"),
     (ab.OTHER_ATTACK, {"table_eot": None}, "the table has no cw attacker"),
@@ -88,8 +89,9 @@ def test_solve_output_carries_the_audit(tmp_path) -> None:
         ab.DefenderSummary(label, "pass", tuple((n, "pass") for n in range(1, 8)), 4, 8),))
     backings = ab.report_backings(summary, report)
     assert backings[0].defender == label and backings[0].status == ab.BACKED  # the table has cw with EOT 8
+    assert len({b.defender for b in backings}) == len(backings)  # a defender in two roles is one line
     text = ap.solve_markdown_with_audit(report, backings)
     assert text.index("## Recommendation") < text.index("## Audit") < text.index("## Defender strategies")
-    assert f"recommended {label}: backed by the audit: EOT saturates at k = 4" in text
+    assert f"{backings[0].role} {label}: backed by the audit: EOT saturates at k = 4" in text
     blob = json.loads(ap.solve_json_with_audit(report, backings))
     assert blob["audit"][0]["status"] == ab.BACKED and "sentence" in blob["audit"][0]

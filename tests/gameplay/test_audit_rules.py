@@ -8,11 +8,35 @@ import math
 import pytest
 
 from gameplay import audit_backing as ab
-from gameplay.audit_rules import (EOT_MARGIN, FAIL, INCONCLUSIVE, NEAR_TOTAL, NOT_APPLICABLE, NOT_RUN, PASS, combine,
-                                  decide, decide_defender, eot_knee, not_worse, reaches, stays_below)
-from payoffs.audit.evidence import (AuditEvidence, DefenderAudit, EotEvidence, EotPoint, Estimate, FixedMaskEvidence,
-                                    GradientEvidence, IterationsEvidence, ModelInfo, RandomnessEvidence,
-                                    UnboundedEvidence)
+from gameplay.audit_rules import (
+    EOT_MARGIN,
+    FAIL,
+    INCONCLUSIVE,
+    NEAR_TOTAL,
+    NOT_APPLICABLE,
+    NOT_RUN,
+    PASS,
+    combine,
+    decide,
+    decide_defender,
+    eot_knee,
+    not_worse,
+    reaches,
+    stays_below,
+)
+from payoffs.audit.evidence import (
+    AuditEvidence,
+    DefenderAudit,
+    EotEvidence,
+    EotPoint,
+    Estimate,
+    FixedMaskEvidence,
+    GradientEvidence,
+    IterationsEvidence,
+    ModelInfo,
+    RandomnessEvidence,
+    UnboundedEvidence,
+)
 from payoffs.errors import DefdropError
 
 

@@ -12,8 +12,8 @@ from gameplay.audit_rules import EOT_MARGIN, FAIL, PASS, decide, eot_step_satura
 from payoffs.audit.runner import audit_model, audit_source
 from payoffs.audit.settings import AuditSettings
 from payoffs.data import Dataset
-from payoffs.registry import ATTACKS, DEFENSES
 from payoffs.params import Param
+from payoffs.registry import ATTACKS, DEFENSES
 from payoffs.sources import TestSplit
 from payoffs.strategy import AttackerStrategy, DefenderStrategy
 from payoffs.training import TrainResult
