@@ -152,7 +152,7 @@ def eot_sentence(audit: DefenderAudit) -> str:
     if knee is not None:
         step = e.point(2 * knee).step
         text += (f"; doubling k from {knee} to {2 * knee} changes ASR by {interval(step, True)} (below "
-                 f"{100 * EOT_MARGIN:g} pp): **EOT saturates at k = {knee}**.")
+                 f"{100 * EOT_MARGIN:g} pp): EOT saturates at k = {knee}.")
         if e.attacker_eot < knee:
             text += (f" The audited attacker uses k = {e.attacker_eot}, below the knee: its ASR understates what "
                      "EOT achieves against this defender")
@@ -227,8 +227,13 @@ def figure_eot_curve(evidence: AuditEvidence, verdict: AuditVerdict) -> go.Figur
     return fig
 
 
+SHOWN_LOSS_RUNS = ("as given", "doubled iterations")
+"""Loss curves drawn at first (the others are a click on their legend entry away)."""
+
+
 def figure_loss_curves(audit: DefenderAudit) -> go.Figure | None:
-    """The attack's mean loss per step for every run that has one (the examples still active at each step)."""
+    """The attack's mean loss per step for every run that has one (the examples still active at each step); the
+    audited run and its doubled-iterations run are shown, the others hidden behind their legend entries."""
     runs = [r for r in audit.runs if r.loss is not None and len(r.loss.steps) > 1]
     if not runs:
         return None
@@ -237,15 +242,17 @@ def figure_loss_curves(audit: DefenderAudit) -> go.Figure | None:
         fig.add_trace(go.Scatter(
             x=list(r.loss.steps), y=list(r.loss.mean), mode="lines", name=f"{r.name} ({r.attacker})",
             line={"color": COLORS[i % len(COLORS)]}, customdata=list(r.loss.active),
+            visible=True if r.name in SHOWN_LOSS_RUNS else "legendonly",
             hovertemplate="step %{x}<br>mean loss %{y:.4g}<br>%{customdata} examples active<extra></extra>"))
-        seg = r.loss.segment
-        if seg and r.loss.steps[-1] >= seg:
-            for b in range(seg, r.loss.steps[-1] + 1, seg):
-                fig.add_vline(x=b - 0.5, line_width=0.5, line_dash="dot", line_color="#bbb")
-    fig.update_layout(title=f"Loss against iteration, {audit.defender} (dotted lines: C&W's binary-search steps "
-                            "restart the optimization)",
+    first = runs[0].loss
+    if first.segment and first.steps[-1] >= first.segment:
+        for b in range(first.segment, first.steps[-1] + 1, first.segment):
+            fig.add_vline(x=b - 0.5, line_width=0.5, line_dash="dot", line_color="#bbb")
+    fig.update_layout(title=f"Loss against iteration, {audit.defender}" + (
+        f" (dotted lines: every {first.segment} steps C&W's binary search restarts the optimization)"
+        if runs[0].attacker.startswith("cw") else ""),
                       xaxis={"title": "step"}, yaxis={"title": "mean loss of the active examples", "type": "log"},
-                      height=420)
+                      height=420, legend={"title": "run (click to show or hide)"})
     return fig
 
 

@@ -95,3 +95,15 @@ def test_solve_output_carries_the_audit(tmp_path) -> None:
     assert f"{backings[0].role} {label}: backed by the audit: EOT saturates at k = 4" in text
     blob = json.loads(ap.solve_json_with_audit(report, backings))
     assert blob["audit"][0]["status"] == ab.BACKED and "sentence" in blob["audit"][0]
+
+
+def test_page_renders_offline_without_errors(small_audit, tmp_path) -> None:
+    from tests.browser import chromium_or_skip, render_in_chromium
+
+    chromium = chromium_or_skip()
+    evidence, verdict = small_audit
+    html, _ = ap.write_audit(evidence, verdict, tmp_path / "audit.html")
+    expected = 1 + sum(ap.figure_loss_curves(a) is not None for a in evidence.defenders)
+    result = render_in_chromium(html, chromium=chromium)
+    assert result.plotly_loaded and result.errors == () and result.external_requests == ()
+    assert result.plot_count == expected and result.rendered_count == expected, result.figures
