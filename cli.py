@@ -340,7 +340,7 @@ def payoff(
     write_payoff_table(table, out, models=refs, attackers=attackers, defenders=defenders, n_images=n_images,
                        eval_samples=eval_samples, seed=seed, seconds=_time.perf_counter() - start)
     show = table[["attacker", "defender", "asr", "asr_low", "asr_high", "asr_majority", "l2_mean",
-                  "clean_accuracy"]]
+                  "clean_accuracy", "forwards", "backwards"]]
     console.print(show.to_string(index=False, float_format=lambda v: f"{v:.4f}"), highlight=False, markup=False)
     console.print(f"wrote {' and '.join(str(p) for p in payoff_outputs(out).values())}", highlight=False)
 

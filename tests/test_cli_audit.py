@@ -69,3 +69,13 @@ def test_solve_prints_the_audit_beside_the_recommendation(tmp_path: Path) -> Non
     audit.write_text("{}")
     bad = runner.invoke(app, ["solve", str(csv), "--audit", str(audit)])
     assert bad.exit_code == 2 and "not a defdrop audit JSON" in bad.output
+
+
+def test_payoff_prints_each_cells_cost(small_checkpoint: Path, tmp_path: Path) -> None:
+    """Check 8's other half: the payoff table's forward/backward passes per cell are printed with its ASR."""
+    result = runner.invoke(app, ["payoff", "--model", str(small_checkpoint), "--attack", "fgsm", "--test-dropout",
+                                 "0.5", "--n-images", "1", "--eval-samples", "2", "--cache-dir",
+                                 str(tmp_path / "cache"), "--out", str(tmp_path / "p.csv"), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    header = next(line for line in result.output.splitlines() if line.strip().startswith("attacker"))
+    assert header.split()[-2:] == ["forwards", "backwards"]
