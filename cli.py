@@ -103,6 +103,64 @@ BatchOpt = typer.Option(900, "--batch-size", help="Attacks x EOT samples per for
                                                   "protocol, other random draws); larger on a GPU, e.g. 7200.")
 DataDirOpt = typer.Option(None, "--data-dir", help="Directory with the dataset's files (mnist, cifar10; "
                                                     "fashion-mnist defaults to /usr/share/datasets/fashion-mnist).")
+# Your own model and data (accuracy, payoff, gradvar): one definition each, shared by the commands.
+CheckpointOpt = typer.Option(None, "--model", help="A defdrop checkpoint (or your own model: --model-factory and "
+                                                   "--weights).")
+FactoryOpt = typer.Option(None, "--model-factory", help="Your own model: MODULE:CALLABLE returning an nn.Module that "
+                                                        "gives logits, e.g. mypkg.nets:build (imported from the "
+                                                        "current directory or the installed packages, never "
+                                                        "evaluated); with --weights.")
+WeightsOpt = typer.Option(None, "--weights", help="The --model-factory model's state dict "
+                                                  "(torch.save(model.state_dict(), FILE)); loaded with "
+                                                  "weights_only=True.")
+WeightsListOpt = typer.Option(None, "--weights", help="The --model-factory model's state dict "
+                                                      "(torch.save(model.state_dict(), FILE)), loaded with "
+                                                      "weights_only=True; repeat for several models of that "
+                                                      "architecture.")
+ModelLabelOpt = typer.Option(None, "--model-label", help="How tables and reports name the --model-factory model "
+                                                         "(default: the factory's name); one per --weights.")
+DefenseAtOpt = typer.Option(None, "--defense-at", help="The layer whose output the defense follows: a name from "
+                                                       "model.named_modules(), e.g. layer2.0 (default: the "
+                                                       "checkpoint's, the paper CNN's dropout layer; required for "
+                                                       "--model-factory models).")
+DataOpt = typer.Option(None, "--data", help="Test data file: .npz or .pt with x (N, C, H, W) float in [0, 1] or "
+                                            "uint8, y (N,) integer labels, optional num_classes.")
+DatasetOpt = typer.Option(None, "--dataset", help="Test data by name: mnist-5k | fashion-mnist | mnist | cifar10 "
+                                                  "(default: the checkpoint's dataset).")
+
+
+def _check_model_options(checkpoints: list, factory: Optional[str], weights: list, labels: list,
+                         data: Optional[Path], dataset: Optional[str], data_dir: Optional[Path]) -> None:
+    """The combinations of the model and data options, named as the user typed them."""
+    if labels and factory is None:
+        raise DefdropError("--model-label names a --model-factory model; a checkpoint carries its own label")
+    if weights and factory is None:
+        raise DefdropError("--weights needs --model-factory MODULE:CALLABLE (the code that builds the model)")
+    if factory is not None and not weights:
+        raise DefdropError(f"--model-factory {factory} needs --weights FILE (a state dict of the model it builds)")
+    if labels and len(labels) != len(weights):
+        raise DefdropError(f"--model-label: give one per --weights file ({len(labels)} label(s) for {len(weights)} "
+                           "file(s))")
+    if not checkpoints and factory is None:
+        raise DefdropError("give a model: --model CHECKPOINT, or --model-factory MODULE:CALLABLE --weights FILE")
+    if data is not None and dataset is not None:
+        raise DefdropError("give --data FILE or --dataset NAME, not both")
+    if data is not None and data_dir is not None:
+        raise DefdropError("--data-dir belongs to --dataset; --data names the file itself")
+
+
+def _one_model(checkpoint: Optional[Path], factory: Optional[str], weights: Optional[Path], label: Optional[str],
+               data: Optional[Path], dataset: Optional[str], data_dir: Optional[Path]):
+    """The one model of accuracy/gradvar: a checkpoint or a factory with its weights."""
+    from payoffs.sources import open_models
+
+    if checkpoint is not None and factory is not None:
+        raise DefdropError("give --model CHECKPOINT or --model-factory with --weights, not both")
+    checkpoints = [checkpoint] if checkpoint else []
+    files = [weights] if weights else []
+    labels = [label] if label else []
+    _check_model_options(checkpoints, factory, files, labels, data, dataset, data_dir)
+    return open_models(checkpoints, factory, files, labels, dataset)[0]
 
 
 @app.command()
@@ -146,41 +204,44 @@ def train(
 @app.command()
 @user_errors
 def accuracy(
-    model: Path = ModelOpt,
+    model: Optional[Path] = CheckpointOpt,
+    model_factory: Optional[str] = FactoryOpt,
+    weights: Optional[Path] = WeightsOpt,
+    model_label: Optional[str] = ModelLabelOpt,
+    defense_at: Optional[str] = DefenseAtOpt,
     test_dropout: str = typer.Option("0,0.1,0.3,0.5,0.7,0.9", "--test-dropout", help="Test dropout rates r'."),
     sap: bool = typer.Option(False, "--sap", help="Also evaluate SAP."),
     samples: int = typer.Option(20, "--samples", help="Defender samples M per test image."),
     seed: int = typer.Option(0),
+    data: Optional[Path] = DataOpt,
+    dataset: Optional[str] = DatasetOpt,
     data_dir: Optional[Path] = DataDirOpt,
     device: str = DeviceOpt,
 ) -> None:
     """Clean test accuracy under each defense, averaged over M defender samples, with 95% intervals."""
-    from payoffs.checkpoint import load_checkpoint
+    from gameplay.strategies import defender_space
+    from payoffs.evaluation import defended_accuracy
     from payoffs.parsing import parse_floats
+    from payoffs.preflight import check_model
+    from payoffs.slots import with_defense
+    from payoffs.sources import data_for, open_data
 
     rates = parse_floats(test_dropout, "--test-dropout", low=0.0, high=1.0)
     if samples < 1:
         raise DefdropError(f"--samples {samples} must be at least 1")
-    net, meta = load_checkpoint(model, _device(device))
-    _print_accuracy_table(net, meta, rates, sap, samples, seed, data_dir)
-
-
-def _print_accuracy_table(net, meta: dict, rates: list[float], sap: bool, samples: int, seed: int,
-                          data_dir: Optional[Path]) -> None:
-    from gameplay.strategies import defender_space
-    from payoffs.data import load_dataset
-    from payoffs.evaluation import defended_accuracy
-    from payoffs.models import with_defense
-
-    data = load_dataset(meta.get("dataset", "mnist-5k"), data_dir or meta.get("data_dir"))
-    defenders = [(d.id, d.module()) for d in defender_space(rates, sap)]
-    table = Table(title=f"clean accuracy, {data.name} test split ({len(data.x_test)} images), "
-                        f"r={meta.get('train_dropout')}, M={samples}")
+    dev = _device(device)
+    source = _one_model(model, model_factory, weights, model_label, data, dataset, data_dir)
+    test = data_for(source, open_data(data, dataset, data_dir), data_dir)
+    defenders = defender_space(rates, sap)
+    slot = check_model(source, test, defense_at, defenders, dev)
+    net, split = source.load(dev), test.load_test()
+    table = Table(title=f"clean accuracy, {test.name} test split ({len(split.x)} images), model "
+                        f"{source.description.label}, defense after {slot}, M={samples}")
     for col in ("defender", "accuracy", "95% interval"):
         table.add_column(col)
-    for label, defense in defenders:
-        est = defended_accuracy(with_defense(net, defense), data.x_test, data.y_test, samples, seed)
-        table.add_row(label, f"{est.mean:.4f}", f"[{est.low:.4f}, {est.high:.4f}]")
+    for d in defenders:
+        est = defended_accuracy(with_defense(net, d.module(), slot), split.x, split.y, samples, seed)
+        table.add_row(d.id, f"{est.mean:.4f}", f"[{est.low:.4f}, {est.high:.4f}]")
     console.print(table)
 
 
@@ -255,7 +316,15 @@ def _name_value(item: str, option: str) -> tuple[str, str]:
 @app.command()
 @user_errors
 def payoff(
-    model: list[Path] = typer.Option(..., "--model", help="Checkpoint(s); repeat for several training rates."),
+    model: Optional[list[Path]] = typer.Option(None, "--model", help="Checkpoint(s); repeat for several training "
+                                                                     "rates."),
+    model_factory: Optional[str] = FactoryOpt,
+    weights: Optional[list[Path]] = WeightsListOpt,
+    model_label: Optional[list[str]] = ModelLabelOpt,
+    defense_at: Optional[str] = DefenseAtOpt,
+    data: Optional[Path] = DataOpt,
+    dataset: Optional[str] = DatasetOpt,
+    data_dir: Optional[Path] = DataDirOpt,
     attack: str = typer.Option("cw", "--attack", help="Comma list of fgsm, jsma, cw, pgd."),
     kappa: Optional[str] = typer.Option(None, "--kappa", help="C&W confidence(s) kappa, e.g. 0,10."),
     c: Optional[str] = typer.Option(None, "--c", help="C&W initial constant(s) c."),
@@ -275,7 +344,7 @@ def payoff(
                                                                      "(repeatable), e.g. --param abort_early=false."),
     strategies: Optional[Path] = typer.Option(None, "--strategies", help="TOML file with both spaces "
                                                                            "(replaces the options above)."),
-    n_images: int = typer.Option(100, "--n-images", help="N correctly classified test images (x 9 targets)."),
+    n_images: int = typer.Option(100, "--n-images", help="N correctly classified test images (x every other class)."),
     eval_samples: int = typer.Option(20, "--eval-samples", help="M defender samples per adversarial example."),
     seed: int = typer.Option(0),
     jobs: int = typer.Option(1, "--jobs", help="Cells in parallel processes (cores are shared, not oversubscribed)."),
@@ -290,13 +359,15 @@ def payoff(
     from gameplay.strategies import attacker_space, defender_space, spaces_from_toml
     from payoffs.io import check_outputs
     from payoffs.parsing import parse_floats, parse_ints
-    from payoffs.table import build_payoff_table, load_model_refs, payoff_outputs, write_payoff_table
+    from payoffs.sources import open_data, open_models
+    from payoffs.table import build_payoff_table, payoff_outputs, write_payoff_table
 
     if jobs < 1:
         raise DefdropError(f"--jobs {jobs} must be at least 1")
     _warn_oversubscription(jobs)
     check_outputs({("--out" if role == "CSV" else f"its {role}"): path for role, path in payoff_outputs(out).items()},
-                  dirs={"--cache-dir": cache_dir}, inputs={"--model": model, "--strategies": strategies})
+                  dirs={"--cache-dir": cache_dir}, inputs={"--model": model, "--weights": weights, "--data": data,
+                                                            "--strategies": strategies})
     if strategies is not None:
         attackers, defenders = spaces_from_toml(strategies)
     else:
@@ -311,9 +382,11 @@ def payoff(
         defenders = defender_space(parse_floats(test_dropout, "--test-dropout", low=0.0, high=1.0), sap,
                                    parse_ints(sap_draws, "--sap-draws", low=1) if sap_draws else [])
     dev = str(_device(device))
-    refs = load_model_refs(model)
+    _check_model_options(model or [], model_factory, weights or [], model_label or [], data, dataset, data_dir)
+    refs = open_models(model or [], model_factory, weights or [], model_label or [], dataset)
+    test = open_data(data, dataset, data_dir)
     console.print(f"{len(refs)} model(s) x {len(defenders)} defender(s) x {len(attackers)} attacker(s) = "
-                  f"{len(refs) * len(defenders) * len(attackers)} cells; N={n_images} images x 9 targets, "
+                  f"{len(refs) * len(defenders) * len(attackers)} cells; N={n_images} images x every other class, "
                   f"M={eval_samples}, seed {seed}, cache {cache_dir}")
     start = _time.perf_counter()
     with progress_bar() as bar:
@@ -336,7 +409,8 @@ def payoff(
 
         table = build_payoff_table(refs, attackers, defenders, n_images=n_images, eval_samples=eval_samples,
                                    seed=seed, cache_dir=cache_dir, jobs=jobs, device=dev, on_done=done,
-                                   progress_for=cell_progress, batch_size=batch_size)
+                                   progress_for=cell_progress, batch_size=batch_size, data=test,
+                                   slot=defense_at, data_dir=data_dir)
     write_payoff_table(table, out, models=refs, attackers=attackers, defenders=defenders, n_images=n_images,
                        eval_samples=eval_samples, seed=seed, seconds=_time.perf_counter() - start)
     show = table[["attacker", "defender", "asr", "asr_low", "asr_high", "asr_majority", "l2_mean",
@@ -365,7 +439,8 @@ def solve(
                                                                "the recommended defender and Algorithm 1's."),
 ) -> None:
     """Which test dropout rate to deploy: Algorithm 1, best responses, minimax, Nash, Stackelberg, robustness."""
-    from gameplay.solve import report_json_text, solve_payoff_csv
+    from analysis.solve_text import report_json_text, solve_markdown
+    from gameplay.solve import solve_payoff_csv
     from payoffs.io import check_outputs
 
     check_outputs({"--out": out}, inputs={"PAYOFF": payoff, "--audit": audit})
@@ -383,8 +458,8 @@ def solve(
         from gameplay.audit_backing import report_backings
         backings = report_backings(summary, report)
         typer.echo(solve_json_with_audit(report, backings) if as_json else solve_markdown_with_audit(report, backings))
-        return
-    typer.echo(report_json_text(report) if as_json else report.to_markdown())
+    else:
+        typer.echo(report_json_text(report) if as_json else solve_markdown(report))
     if out is not None:
         err_console.print(f"wrote {out}", highlight=False)
 
@@ -392,7 +467,11 @@ def solve(
 @app.command()
 @user_errors
 def gradvar(
-    model: Path = ModelOpt,
+    model: Optional[Path] = CheckpointOpt,
+    model_factory: Optional[str] = FactoryOpt,
+    weights: Optional[Path] = WeightsOpt,
+    model_label: Optional[str] = ModelLabelOpt,
+    defense_at: Optional[str] = DefenseAtOpt,
     test_dropout: str = typer.Option("0.1,0.3,0.5,0.7,0.9", "--test-dropout", help="Test dropout rates r'."),
     sap: bool = typer.Option(False, "--sap", help="Also sample SAP (draws = number of units)."),
     samples: int = typer.Option(50, "--samples", help="Gradients S per image and defender (>= 2)."),
@@ -400,40 +479,47 @@ def gradvar(
     dim_selection: str = typer.Option("magnitude", "--dim-selection",
                                       help="magnitude (largest undefended |grad f| per image) or random (--seed)."),
     images: int = typer.Option(20, "--images", help="The first N test images the undefended model classifies "
-                                                    "correctly; target class (label + 1) mod 10."),
+                                                    "correctly; target class (label + 1) mod classes."),
     kappa: float = typer.Option(0.0, "--kappa", help="C&W confidence kappa in f."),
     out: Path = typer.Option(Path("gradvar.html"), "--out", help="Self-contained HTML page to write."),
     csv: Optional[Path] = typer.Option(None, "--csv", help="Also save the statistics table as CSV."),
     payoffs: Optional[Path] = typer.Option(None, "--payoffs", help="A payoff CSV (defdrop payoff): adds the "
                                                                    "variance-ASR relation and Figures 3/5."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", help="Default: the checkpoint's dataset."),
+    data: Optional[Path] = DataOpt,
+    dataset: Optional[str] = DatasetOpt,
     seed: int = typer.Option(0),
     data_dir: Optional[Path] = DataDirOpt,
     device: str = DeviceOpt,
 ) -> None:
     """Gradient variance under each defender (paper section 3.3, Figure 4): write the page, print the statistics."""
     from analysis.gradvar import (build_defenders, paper_checks, read_payoff_frame, read_payoff_images, run_gradvar,
-                                  select_inputs, summary_table, write_gradvar_html)
-    from payoffs.checkpoint import load_checkpoint
-    from payoffs.data import load_dataset
+                                  select_inputs, summary_table)
+    from analysis.gradvar_page import write_gradvar_html
     from payoffs.io import atomic_write_text, check_outputs
     from payoffs.parsing import parse_floats
+    from payoffs.preflight import check_model
+    from payoffs.sources import data_for, open_data
 
     rates = parse_floats(test_dropout, "--test-dropout", low=0.0, high=1.0)
-    check_outputs({"--out": out, "--csv": csv}, inputs={"--model": model, "--payoffs": payoffs})
+    check_outputs({"--out": out, "--csv": csv}, inputs={"--model": model, "--weights": weights, "--data": data,
+                                                        "--payoffs": payoffs})
     payoff_df = read_payoff_frame(payoffs) if payoffs is not None else None
     payoff_images = read_payoff_images(payoffs) if payoffs is not None else None
-    net, meta = load_checkpoint(model, _device(device))
-    data = load_dataset(dataset or meta.get("dataset", "mnist-5k"), data_dir or meta.get("data_dir"))
-    x, y, target = select_inputs(net, data.x_test, data.y_test, images, data.num_classes)
-    result = run_gradvar(net, x, target, build_defenders(rates, sap), samples=samples, dims=dims,
-                         dim_selection=dim_selection, seed=seed, kappa=kappa, true_labels=y)
+    dev = _device(device)
+    source = _one_model(model, model_factory, weights, model_label, data, dataset, data_dir)
+    test = data_for(source, open_data(data, dataset, data_dir), data_dir)
+    defenders = build_defenders(rates, sap)
+    slot = check_model(source, test, defense_at, defenders, dev)
+    net, split = source.load(dev), test.load_test()
+    x, y, target = select_inputs(net, split.x, split.y, images, split.num_classes)
+    result = run_gradvar(net, x, target, defenders, samples=samples, dims=dims, dim_selection=dim_selection,
+                         seed=seed, kappa=kappa, true_labels=y, slot=slot, model_label=source.description.label)
     if csv is not None:  # the small table first: if the page then fails to fit on disk, the numbers are kept
         atomic_write_text(csv, result.table.to_csv(index=False))
     write_gradvar_html(result, out, payoff_df=payoff_df, images=payoff_images)
     rows = summary_table(result)
-    title = (f"sampled C&W gradients, {data.name}, r={meta.get('train_dropout')}, {images} images, S={samples}, "
-             f"D={dims} ({dim_selection}); mean [95% bootstrap interval over images]")
+    title = (f"sampled C&W gradients, {test.name}, model {source.description.label}, defense after {slot}, "
+             f"{images} images, S={samples}, D={dims} ({dim_selection}); mean [95% bootstrap interval over images]")
     table = Table(title=title)
     for col in rows.columns:
         table.add_column(str(col))
@@ -448,9 +534,11 @@ def gradvar(
 @app.command()
 @user_errors
 def audit(
-    model: Path = ModelOpt,
-    defense_at: Optional[str] = typer.Option(None, "--defense-at", help="Layer the defense follows (default: the "
-                                                                         "model's own defense slot)."),
+    model: Optional[Path] = CheckpointOpt,
+    model_factory: Optional[str] = FactoryOpt,
+    weights: Optional[Path] = WeightsOpt,
+    model_label: Optional[str] = ModelLabelOpt,
+    defense_at: Optional[str] = DefenseAtOpt,
     test_dropout: str = typer.Option("0.5", "--test-dropout", help="Test dropout rates r' to audit."),
     sap: bool = typer.Option(False, "--sap", help="Also audit SAP (one draw per unit)."),
     sap_draws: Optional[str] = typer.Option(None, "--sap-draws", help="Also audit SAP with these numbers of draws."),
@@ -480,6 +568,8 @@ def audit(
     out: Path = typer.Option(Path("audit.html"), "--out", help="Page to write; its JSON form goes beside it "
                                                                "(audit.json)."),
     as_json: bool = typer.Option(False, "--json", help="Print the JSON instead of the summary."),
+    data: Optional[Path] = DataOpt,
+    dataset: Optional[str] = DatasetOpt,
     data_dir: Optional[Path] = DataDirOpt,
     device: str = DeviceOpt,
 ) -> None:
@@ -491,10 +581,11 @@ def audit(
     from payoffs.audit.settings import AuditSettings
     from payoffs.io import check_outputs
     from payoffs.parsing import parse_floats, parse_ints
-    from payoffs.sources import DataSource
-    from payoffs.table import load_model_refs
+    from payoffs.preflight import check_model
+    from payoffs.sources import data_for, open_data
 
-    check_outputs({"--out": out, "its JSON": json_path_for(out)}, inputs={"--model": model})
+    check_outputs({"--out": out, "its JSON": json_path_for(out)},
+                  inputs={"--model": model, "--weights": weights, "--data": data})
     flags = {"kappa": kappa, "initial_c": c, "search_steps": search_steps, "iterations": iterations,
              "learning_rate": learning_rate, "eps": eps, "steps": steps}
     params = {name: _split(text) for name, text in flags.items() if text is not None}
@@ -513,16 +604,14 @@ def audit(
         name, value = _name_value(item, "--setting")
         given[name] = value
     settings = AuditSettings.from_text({k: str(v) for k, v in given.items()}, checks)
-    source = load_model_refs([model])[0]
-    if defense_at is not None:
-        from payoffs.slots import check_slot
-        check_slot(source.load(), defense_at)  # before any work: an unknown layer is one line
-    data = DataSource(source.description.dataset, str(data_dir)) if data_dir else None
+    dev = _device(device)
+    source = _one_model(model, model_factory, weights, model_label, data, dataset, data_dir)
+    test = data_for(source, open_data(data, dataset, data_dir), data_dir)
+    slot = check_model(source, test, defense_at, defenders, dev)  # before any work: bad models are one line
     with progress_bar() as bar:
         task = bar.add_task("audit", total=None)
-        evidence, verdict = run_audit(source, defenders, attackers[0], settings=settings, data=data,
-                                      slot=defense_at, device=_device(device),
-                                      log=lambda m: bar.update(task, description=m))
+        evidence, verdict = run_audit(source, defenders, attackers[0], settings=settings, data=test, slot=slot,
+                                      device=dev, log=lambda m: bar.update(task, description=m))
     html_path, json_path = write_audit(evidence, verdict, out)
     if as_json:
         typer.echo(_json.dumps(audit_json(evidence, verdict), indent=1, allow_nan=False))

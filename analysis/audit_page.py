@@ -425,7 +425,9 @@ def audit_report_blocks(evidence: AuditEvidence, verdict: AuditVerdict, backings
 
 def solve_markdown_with_audit(report, backings: Sequence[ab.Backing]) -> str:
     """``defdrop solve``'s markdown with the audit's verdicts right after the recommendation."""
-    text = report.to_markdown()
+    from analysis.solve_text import solve_markdown
+
+    text = solve_markdown(report)
     block = "## Audit: is the attack strong enough?\n\n" + "\n".join(f"- {line}" for line in backing_lines(backings))
     marker = "\n## Defender strategies"
     if marker in text:
@@ -436,6 +438,8 @@ def solve_markdown_with_audit(report, backings: Sequence[ab.Backing]) -> str:
 
 def solve_json_with_audit(report, backings: Sequence[ab.Backing]) -> str:
     """``defdrop solve --json`` with an ``audit`` member: each backing and its sentence."""
-    blob = report.to_json()
+    from analysis.solve_text import solve_json
+
+    blob = solve_json(report)
     blob["audit"] = [{**asdict(b), "sentence": backing_sentence(b)} for b in backings]
     return json.dumps(_plain(blob), indent=2, allow_nan=False)

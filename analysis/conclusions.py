@@ -59,7 +59,11 @@ def _span(low: float, high: float, unit: str = "%") -> str:
 
 
 def _how(iv: Interval) -> str:
-    return "paired over images" if iv.paired else "cells taken as independent"
+    if iv.paired:
+        return "paired over images"
+    if "all equal" in iv.method:
+        return "paired over images, every image giving the same difference, so with the cells' own standard errors"
+    return "cells taken as independent"
 
 
 def _se(row: pd.Series, metric: str) -> float:

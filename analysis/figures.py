@@ -214,11 +214,25 @@ def _cell_label(row: pd.Series) -> str:
     return f"{float(row['test_dropout']):g}"
 
 
+def _row_names(df: pd.DataFrame) -> list[str]:
+    """A heatmap row per model: its training rate r (``0.3``) where it has one, else its label (or hash)."""
+    labels = df["model_label"] if "model_label" in df else pd.Series("", index=df.index)
+    models = df["model"] if "model" in df else pd.Series("model", index=df.index)
+    out = []
+    for r, label, model in zip(df["train_dropout"].astype(float), labels, models):
+        if np.isfinite(r):
+            out.append(f"{r:g}")
+        else:
+            out.append(str(label) if isinstance(label, str) and label.strip() else str(model)[:12])
+    return out
+
+
 def figure_accuracy_asr_l2_heatmaps(payoff_df: pd.DataFrame) -> list[go.Figure]:
     """The paper's Figures 3 (MNIST) and 5 (CIFAR-10) as heatmaps, one figure per attacker.
 
-    Three panels: test accuracy, ASR and mean L2 distortion, each over training dropout rate r (rows) and test
-    dropout rate r' (columns; r' = 0 is the undefended model). ASR uses a fixed 0..1 color scale, accuracy and
+    Three panels: test accuracy, ASR and mean L2 distortion, each over training dropout rate r (rows; a model
+    without one, e.g. the user's own, is a row named by its label) and test dropout rate r' (columns; r' = 0 is
+    the undefended model). ASR uses a fixed 0..1 color scale, accuracy and
     L2 scale to their data so small differences show. SAP defenders, where present, are extra columns
     on the right (the paper's Table 2). Hover shows the 95% intervals and the number of attacks; cells that
     hold several payoff rows (e.g. several seeds) show their mean.
@@ -230,12 +244,14 @@ def figure_accuracy_asr_l2_heatmaps(payoff_df: pd.DataFrame) -> list[go.Figure]:
     if df.empty:
         raise DefdropError("payoff table has no none/dropout/sap rows to draw")
     df["_col"] = df.apply(_cell_label, axis=1)
-    df["_row"] = df["train_dropout"].astype(float)
+    df["_row"] = _row_names(df)
+    by_rate = df.drop_duplicates("_row").set_index("_row")["train_dropout"].astype(float)
     figs: list[go.Figure] = []
     for attacker, g in df.groupby("attacker", sort=True):
         drop_cols = sorted({float(c) for c in g.loc[g["defense"] != "sap", "_col"]})
         columns = [f"{c:g}" for c in drop_cols] + sorted(set(g.loc[g["defense"] == "sap", "_col"]))
-        rows = sorted(g["_row"].unique())
+        rows = sorted(g["_row"].unique(), key=lambda name: (not np.isfinite(by_rate[name]),
+                                                            by_rate[name] if np.isfinite(by_rate[name]) else 0, name))
         fig = make_subplots(rows=1, cols=len(HEATMAP_METRICS), horizontal_spacing=0.09,
                             subplot_titles=[m[1] for m in HEATMAP_METRICS])
         for i, (metric, title, scale, fmt) in enumerate(HEATMAP_METRICS):
@@ -247,7 +263,7 @@ def figure_accuracy_asr_l2_heatmaps(payoff_df: pd.DataFrame) -> list[go.Figure]:
                 value = float(cell[metric].mean())
                 z[ri, ci] = value
                 where = f"defender {c}" if cell["defense"].iloc[0] == "sap" else f"r' = {c}"
-                parts = [f"r = {r:g}, {where}",
+                parts = [f"{'r = ' if np.isfinite(by_rate[r]) else 'model '}{r}, {where}",
                          f"{title}: {value:{fmt}}" if math.isfinite(value) else f"{title}: -"]
                 low, high = f"{metric}_low", f"{metric}_high"
                 if low in cell and high in cell and cell[low].notna().all():
@@ -259,14 +275,15 @@ def figure_accuracy_asr_l2_heatmaps(payoff_df: pd.DataFrame) -> list[go.Figure]:
                 text[ri, ci] = "<br>".join(parts)
             domain = fig.layout[f"xaxis{'' if i == 0 else i + 1}"].domain
             fig.add_trace(go.Heatmap(
-                z=[_finite(r) for r in z], x=columns, y=[f"{r:g}" for r in rows], colorscale=scale,
+                z=[_finite(r) for r in z], x=columns, y=rows, colorscale=scale,
                 text=text.tolist(), hovertemplate="%{text}<extra></extra>", texttemplate=f"%{{z:{fmt}}}",
                 colorbar=dict(x=domain[1] + 0.005, len=0.8, thickness=12, title=dict(text="")),
                 zmin=0 if metric == "asr" else None, zmax=1 if metric == "asr" else None,
                 xgap=1, ygap=1), row=1, col=i + 1)
             fig.update_xaxes(type="category", title_text="test dropout r'", row=1, col=i + 1)
             fig.update_yaxes(type="category", row=1, col=i + 1)
-        fig.update_yaxes(title_text="train dropout r", col=1)
+        fig.update_yaxes(title_text="train dropout r" if all(np.isfinite(by_rate[r]) for r in rows) else "model",
+                         col=1)
         fig.update_layout(title=f"Accuracy, ASR and L2 over (r, r'): attacker {attacker}", height=420)
         figs.append(fig)
     return figs

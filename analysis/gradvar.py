@@ -66,6 +66,7 @@ from payoffs.attacks.objectives import cw_f
 from payoffs.defenses import SAP, TestTimeDropout
 from payoffs.errors import DefdropError
 from payoffs.models import with_defense
+from payoffs.slots import undefended
 
 DIM_SELECTIONS = ("magnitude", "random")
 SCOPED = ("var", "snr", "cos", "kurt")
@@ -111,14 +112,15 @@ def select_inputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, images: in
                   num_classes: int = 10) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The first ``images`` inputs the undefended model classifies correctly, with target ``(y + 1) mod K``.
 
-    Returns ``(x_sel, y_sel, target)``. "Undefended" means the defense slot emptied (``nn.Identity``) and the
-    model in whatever mode it arrived in (eval after :func:`payoffs.checkpoint.load_checkpoint`).
+    Returns ``(x_sel, y_sel, target)``. "Undefended" means without any defense (a
+    :class:`payoffs.slots.DefendedModel`'s is left out) and the model in whatever mode it arrived in (eval after
+    loading from a model source).
     """
     if images < 1:
         raise DefdropError(f"images {images} must be at least 1")
     from payoffs.evaluation import first_correct
 
-    idx = first_correct(with_defense(model, nn.Identity()), x, y, images)
+    idx = first_correct(model, x, y, images)
     if len(idx) < images:
         raise DefdropError(f"images {images}: only {len(idx)} of {len(x)} test images are classified correctly")
     return x[idx], y[idx], (y[idx] + 1) % num_classes
@@ -285,6 +287,9 @@ class GradVarResult:
     train_dropout: float | None = None
     model: str | None = None
     interval: str = INTERVAL
+    model_label: str | None = None
+    slot: str | None = None
+    num_classes: int = 10
 
     def dim_name(self, flat: int) -> str:
         """``x[c,h,w]`` for a flat index into the input."""
@@ -314,31 +319,35 @@ def _validate(x: torch.Tensor, target: torch.Tensor, defenders: Sequence[Defende
         raise DefdropError(f"kappa {kappa} must be a finite number >= 0")
 
 
-def _model_id(model: nn.Module) -> str | None:
-    try:
-        from payoffs.checkpoint import weights_hash
-        return weights_hash(model)  # type: ignore[arg-type]
-    except (AttributeError, TypeError):
-        return None
+def _model_id(model: nn.Module) -> str:
+    """The model's identity, as its source and the payoff table's ``model`` column name it."""
+    from payoffs.checkpoint import weights_hash
+    return weights_hash(undefended(model))
+
+
+@torch.no_grad()
+def _num_classes(model: nn.Module, x: torch.Tensor) -> int:
+    return int(model(x[:1].to(next(model.parameters()).device)).shape[-1])
 
 
 def run_gradvar(model: nn.Module, x: torch.Tensor, target: torch.Tensor, defenders: Sequence[Defender],
                 samples: int = 50, dims: int = 5, dim_selection: str = "magnitude", seed: int = 0,
                 kappa: float = 0.0, batch_size: int = 1000,
-                true_labels: torch.Tensor | None = None) -> GradVarResult:
+                true_labels: torch.Tensor | None = None, slot: str | None = None,
+                model_label: str | None = None) -> GradVarResult:
     """Sample S gradients of the C&W objective per input and defender, and summarize them.
 
-    ``model``: a :class:`payoffs.models.PaperCNN` (its defense slot is swapped per defender with
-    :func:`payoffs.models.with_defense`; its mode is left alone). ``x``: N x C x H x W inputs in [0, 1];
+    ``model``: any classifier giving logits (each defender is placed after its layer ``slot`` with
+    :func:`payoffs.slots.with_defense`, default the model's own slot, the paper CNN's dropout layer; its mode is
+    left alone); ``model_label`` names it on the page. ``x``: N x C x H x W inputs in [0, 1];
     ``target``: (N,) target classes; ``true_labels`` (optional) only label the figures. ``defenders``:
     ``(label, module)`` pairs. The RNG is seeded per defender from ``seed`` (and restored afterwards), so
     results are reproducible on the same device. ``batch_size`` bounds the rows of one forward/backward pass.
     """
     _validate(x, target, defenders, samples, dims, dim_selection, kappa)
-    device = next(model.parameters()).device
     n, size = len(x), int(np.prod(x.shape[1:]))
 
-    reference = sample_gradients(with_defense(model, nn.Identity()), x, target, 1, kappa, batch_size)
+    reference = sample_gradients(with_defense(model, nn.Identity(), slot), x, target, 1, kappa, batch_size)
     reference = reference.reshape(n, size).numpy()
     from payoffs.defenses import is_deterministic
     dim_rng = np.random.default_rng(seed)
@@ -353,7 +362,7 @@ def run_gradvar(model: nn.Module, x: torch.Tensor, target: torch.Tensor, defende
             grads = np.repeat(reference[:, None, :], samples, axis=1).astype(np.float64)
         else:
             defender_seed = int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
-            grads = sample_gradients(with_defense(model, defense), x, target, samples, kappa, batch_size,
+            grads = sample_gradients(with_defense(model, defense, slot), x, target, samples, kappa, batch_size,
                                      seed=defender_seed)
             grads = grads.reshape(n, samples, size).double().numpy()
         for i in range(n):
@@ -362,7 +371,8 @@ def run_gradvar(model: nn.Module, x: torch.Tensor, target: torch.Tensor, defende
                          **gradient_statistics(grads[i], chosen[i])})
     per_image = pd.DataFrame(rows)
 
-    train_dropout = getattr(model, "train_dropout", None)
+    from payoffs.sources import declared_train_dropout
+    train_dropout = declared_train_dropout(undefended(model))
     model_id = _model_id(model)
     summary: list[dict] = []
     for k, (label, defense) in enumerate(defenders):
@@ -382,7 +392,9 @@ def run_gradvar(model: nn.Module, x: torch.Tensor, target: torch.Tensor, defende
         true_labels=np.full(n, -1) if true_labels is None else np.asarray(true_labels).copy(),
         targets=target.cpu().numpy().copy(), samples=samples, dim_selection=dim_selection, seed=seed,
         kappa=float(kappa),
-        train_dropout=None if train_dropout is None else float(train_dropout), model=model_id)
+        train_dropout=None if train_dropout is None else float(train_dropout), model=model_id,
+        model_label=model_label, slot=with_defense(model, nn.Identity(), slot).slot,
+        num_classes=_num_classes(model, x))
 
 
 # --------------------------------------------------------------------------- reading the result
@@ -672,59 +684,3 @@ def variance_asr_relation(stats_df: pd.DataFrame, payoff_df: pd.DataFrame,
                          "rho_dropout_only": _spearman(x[drop_only], asr[drop_only]),
                          "expected": {-1: "-", 1: "+", 0: "?"}[expected], "verdict": verdict})
     return VarianceAsrRelation(pd.DataFrame(rows), points, tuple(statistics))
-
-
-# --------------------------------------------------------------------------- the page
-def write_gradvar_html(result: GradVarResult, path: str | Path, payoff_df: pd.DataFrame | None = None,
-                       image: int = 0, title: str = "Gradient variance of defensive dropout vs SAP",
-                       images: ImageData | None = None) -> Path:
-    """Write the self-contained analysis page: Figure 4 (for input ``image``), statistics against r', the table,
-    the paper checks and, given a payoff table (and optionally its per-image data ``images``), Figures 3/5 and
-    the statistic-ASR relation."""
-    from analysis import figures
-    from analysis.html import write_page
-
-    n = len(result.dims)
-    if not 0 <= image < n:
-        raise DefdropError(f"image {image} out of range; the result holds {n} images")
-    label = int(result.true_labels[image])
-    who = f"label {label}, " if label >= 0 else ""
-    blocks: list = [
-        f"Model: train dropout r = {result.train_dropout}, weights `{result.model}`. {n} inputs (the first test "
-        f"images the undefended model classifies correctly), target class t = (label + 1) mod 10. "
-        f"S = {result.samples} gradients of the C&W objective f (kappa = {result.kappa:g}) per input and defender, "
-        f"each on a fresh defender sample, taken at the attack's starting point x. "
-        f"D = {result.dims.shape[1]} dimensions chosen by {result.dim_selection}"
-        + (" (largest |grad f| of the undefended model on that input)" if result.dim_selection == "magnitude"
-           else f" (random, seed {result.seed})") + ", the same for every defender.",
-        f"## Figure 4: sampled gradients on input {image} ({who}target {int(result.targets[image])})",
-        "One panel per defender strategy; per chosen dimension, a histogram of the S sampled gradient values "
-        "with a Gaussian kernel density fit. Axes are shared, so widths compare directly: the paper expects "
-        "shorter, fatter densities as r' grows and narrow ones for SAP. Click a legend entry to hide a dimension.",
-        figures.figure_gradient_densities(result, image=image),
-        "## Statistics against the test dropout rate r'",
-        f"Means over the {n} inputs with {result.interval}; SAP as a horizontal reference (dashed, band = its "
-        "interval).",
-        figures.figure_statistics_vs_rate(result),
-        "## Does the paper's explanation hold here?",
-        "\n".join(f"- **{c.verdict}**: {c.claim}. {c.detail}" for c in paper_checks(result))
-        or "No dropout strategies to compare.",
-        "## Statistics table",
-        f"Mean over the {n} inputs [{result.interval}].",
-        summary_table(result),
-    ]
-    if payoff_df is not None:
-        relation = variance_asr_relation(result.table, payoff_df, per_image=result.per_image, images=images)
-        blocks += [
-            "## Gradient statistics against attack success rate",
-            f"Spearman rank correlation over the defender strategies, with a {level_text()} interval (a bootstrap "
-            "over images: the gradient images resampled jointly across strategies; the ASRs paired over the "
-            "payoff table's images where its per-image data is given, otherwise redrawn within their standard "
-            "errors) and a permutation p-value. Across dropout rates r' drives both variance and ASR, so SAP is "
-            "the telling point: does it sit where its variance says?",
-            figures.figure_statistic_vs_asr(relation),
-            relation.table,
-            "## Figures 3 and 5: accuracy, ASR and L2 over (train rate r, test rate r')",
-            *figures.figure_accuracy_asr_l2_heatmaps(payoff_df),
-        ]
-    return write_page(path, title, blocks)

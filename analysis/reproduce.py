@@ -338,6 +338,7 @@ def algorithm1_rates(alg1: pd.DataFrame) -> dict[float, float]:
 def build_report_blocks(result: StudyResult, comparison: pd.DataFrame, findings, answers: list[dict], gradvar,
                         relation, alg1: pd.DataFrame, images: ImageData | None = None) -> list:
     from analysis.conclusions import summary_line
+    from analysis.solve_text import headline, reasons
     from analysis.figures import (figure_accuracy_asr_l2_heatmaps, figure_gradient_densities,
                                   figure_statistics_vs_rate)
     from analysis.paper import is_adaptive, paper_numbers
@@ -409,10 +410,10 @@ def build_report_blocks(result: StudyResult, comparison: pd.DataFrame, findings,
     for a in answers:
         rec = a["report"].recommendation
         blocks.append(f"### r = {a['train_dropout']:g}, {a['attacks']}, {a['space']}\n\n"
-                      f"**{rec.headline}** (worst-case ASR {_fmt_pct(rec.worst_case_asr)} against "
+                      f"**{headline(rec)}** (worst-case ASR {_fmt_pct(rec.worst_case_asr)} against "
                       f"`{rec.worst_attacker}`); Algorithm 1 (epsilon = {p.max_accuracy_drop:g}): "
                       f"`{rec.algorithm1}` with worst-case ASR {_fmt_pct(rec.algorithm1_worst_asr)}.\n\n"
-                      + "\n".join(f"- {w}" for w in rec.why))
+                      + "\n".join(f"- {w}" for w in reasons(a["report"])))
         blocks.append(figure_payoff_heatmap(a["report"]))
     blocks.append("## The payoff table")
     show = ["attacker", "defender", "asr", "asr_low", "asr_high", "asr_majority", "asr_believed", "l2_mean",

@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from analysis.html import write_page
+from analysis.solve_text import headline, note_text, reasons
 from gameplay.solve import SolveReport
 from payoffs.errors import DefdropError
 
@@ -64,7 +65,7 @@ def figure_rate_curves(report: SolveReport) -> go.Figure:
         if not rows:
             continue
         rates = [report.defenders[i].test_dropout for i in rows]
-        name = f"r={ref.train_dropout:g}" if len(report.references) > 1 else ""
+        name = ref.model_name if len(report.references) > 1 else ""
         fig.add_trace(go.Scatter(x=rates, y=[100 * report.defenders[i].accuracy for i in rows], mode="lines+markers",
                                  name=f"clean accuracy {name}".strip(),
                                  error_y={"type": "data", "symmetric": False,
@@ -136,13 +137,17 @@ def figure_robustness(report: SolveReport) -> go.Figure:
 
 
 def _defender_frame(report: SolveReport) -> pd.DataFrame:
+    """One row per defender strategy; the training rate r only where some model has one."""
     asr = np.asarray(report.asr)
     kept = set(report.game_rows)
+    rates = [d.train_dropout for d in report.defenders]
+    by_rate = {"r": rates} if any(math.isfinite(r) for r in rates) else {}
     return pd.DataFrame({
         "defender": [d.label for d in report.defenders],
+        "model": [d.model_name for d in report.defenders],
         "defense": [d.defense for d in report.defenders],
         "r'": [d.test_dropout for d in report.defenders],
-        "r": [d.train_dropout for d in report.defenders],
+        **by_rate,
         "clean accuracy": [d.accuracy for d in report.defenders],
         "accuracy drop": [d.accuracy_drop for d in report.defenders],
         "in game": ["yes" if i in kept else "no" for i in range(len(report.defenders))],
@@ -182,9 +187,9 @@ def report_blocks(report: SolveReport) -> list:
         f"lambda = {p['lam']:g}), "
         + (f"accuracy constraint epsilon = {eps:g}." if eps is not None else "no accuracy constraint."),
         "## Recommendation",
-        f"**{rec.headline}** ({rec.solver}): worst-case expected ASR {_pct(rec.worst_case_asr)} "
+        f"**{headline(rec)}** ({rec.solver}): worst-case expected ASR {_pct(rec.worst_case_asr)} "
         f"({rec.worst_attacker}).",
-        "\n".join(f"- {line}" for line in rec.why),
+        "\n".join(f"- {line}" for line in reasons(report)),
         "## Payoff matrix",
         figure_payoff_heatmap(report),
         "## Accuracy, ASR and Algorithm 1 against r'",
@@ -208,7 +213,7 @@ def report_blocks(report: SolveReport) -> list:
                    pd.DataFrame([[r.attacker, r.rate, r.asr, r.asr_low, r.asr_high] for r in a1.rows],
                                 columns=["attacker", "r'", "ASR", "low", "high"])]
     if report.notes:
-        blocks += ["## Notes", "\n".join(f"- {n}" for n in report.notes)]
+        blocks += ["## Notes", "\n".join(f"- {note_text(n)}" for n in report.notes)]
     blocks.append("Seconds: " + ", ".join(f"{k} {s:.2f}" for k, s in report.seconds))
     return blocks
 

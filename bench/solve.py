@@ -37,6 +37,7 @@ def main() -> None:
     import scipy
 
     from analysis.solve_report import write_solve_report_html
+    from analysis.solve_text import headline
     from gameplay.game import Game
     from gameplay.regret import is_equilibrium
     from gameplay.solve import NASH_OPTIONS, solve_payoff_csv
@@ -79,7 +80,7 @@ def main() -> None:
               f"{'met' if seconds < 5 else 'MISSED'}")
         nash = report.nash
         print(f"  Nash: {len(nash.equilibria)} equilibria, {len(nash.timed_out)} labels timed out; recommendation: "
-              f"{report.recommendation.headline}")
+              f"{headline(report.recommendation)}")
         seconds, _ = best_of(1, lambda: write_solve_report_html(report, Path(tmp) / "report.html"))
         size = (Path(tmp) / "report.html").stat().st_size / 1e6
         print(f"  HTML report                        {seconds:8.3f} s   ({size:.1f} MB, plotly.js embedded)")

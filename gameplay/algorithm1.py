@@ -19,13 +19,16 @@ holding that violating rate; we take the one before, which is what the text desc
   one accuracy-limit rule of defdrop): a drop of exactly epsilon stops the walk;
 - the rate depends on accuracy alone, not on the attacker; the attacker strategy only decides the ASR
   reported at that rate. Step 1 ("a proper training dropout rate r in [0.3, 0.7]" with the best test accuracy)
-  picks, among several models, the one with the highest undefended accuracy among those with r in the paper's
-  range (read from ``analysis/paper_numbers.json``, key ``algorithm1.train_dropout_range``; among all models if
-  none is in it).
+  picks, among several models, the one with the highest undefended accuracy among those whose r is in the
+  paper's range (read from ``analysis/paper_numbers.json``, key ``algorithm1.train_dropout_range``). The rule
+  can only judge models that have a training rate: a model without one (the user's own network) stays a
+  candidate, and among models none of which has r in the range (or none of which has an r at all) step 1 is
+  simply the best undefended accuracy. ``Algorithm1Table.selection`` says which rule chose.
 """
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from importlib import resources
@@ -119,6 +122,8 @@ class Algorithm1Table:
     rows: tuple[Algorithm1Row, ...]
     per_model: tuple[tuple[str, float, float, Algorithm1Choice], ...]
     method: str = "Algorithm 1 (Wang et al. 2018, section 3.4)"
+    selection: str = ""
+    model_label: str = ""
 
     @property
     def worst(self) -> Algorithm1Row | None:
@@ -154,10 +159,10 @@ def algorithm1_table(table: "PayoffTable", epsilon: float,
                             [table.defenders[i].accuracy for i in rows], ref.accuracy, epsilon)
         chosen_rows[ref.model] = None if choice.index is None else rows[choice.index]
         per_model.append((ref.model, ref.train_dropout, ref.accuracy, choice))
-    # Step 1: the training rate r in the paper's range (all models if none is) with the best test accuracy; ties:
-    # the first model in table order.
+    # Step 1: the best undefended accuracy among models whose training rate r is in the paper's range or unknown
+    # (the rule cannot judge those); among all models where that leaves none. Ties: the first in table order.
     low, high = train_range or paper_train_range()
-    candidates = [p for p in per_model if low <= p[1] <= high] or per_model
+    candidates, selection = step1_candidates(per_model, (low, high))
     model, train_dropout, _, choice = max(candidates, key=lambda p: p[2])
     row = chosen_rows[model]
     out = []
@@ -169,4 +174,25 @@ def algorithm1_table(table: "PayoffTable", epsilon: float,
                                      float(table.asr_low[row, j]), float(table.asr_high[row, j])))
     return Algorithm1Table(model=model, train_dropout=train_dropout, choice=choice,
                            defender=None if row is None else table.defenders[row].label, rows=tuple(out),
-                           per_model=tuple(per_model))
+                           per_model=tuple(per_model), selection=selection,
+                           model_label=table.reference(model).model_name)
+
+
+def step1_candidates(per_model: Sequence[tuple[str, float, float, Algorithm1Choice]],
+                     train_range: tuple[float, float]) -> tuple[list, str]:
+    """Step 1's candidates among ``(model, r, reference accuracy, choice)`` and the rule that chose them."""
+    low, high = train_range
+    if len(per_model) == 1:
+        return list(per_model), "the table's only model"
+    known = [p for p in per_model if math.isfinite(p[1])]
+    inside = [p for p in known if low <= p[1] <= high]
+    unknown = [p for p in per_model if not math.isfinite(p[1])]
+    best = "the best undefended accuracy"
+    if inside:
+        if unknown:
+            return inside + unknown, (f"{best} among the models with r in [{low:g}, {high:g}] (the paper's rule) "
+                                      "and those without a training rate")
+        return inside, f"{best} among the models with r in [{low:g}, {high:g}] (the paper's rule)"
+    if not known:
+        return list(per_model), f"{best} (no model has a training dropout rate r)"
+    return list(per_model), f"{best} (no model has r in [{low:g}, {high:g}])"

@@ -9,11 +9,16 @@ from) is the clean accuracy of its ``none`` row (or a ``dropout`` row with r' = 
 the highest clean accuracy among its rows, and the report says which. :func:`reference_accuracies` is the one
 place this is computed (Algorithm 1, the game, the robustness draws and ``defdrop reproduce`` all read it).
 
-Optional columns: ``asr_std_error``, ``kappa`` (missing = 0, see :mod:`gameplay.rules`), ``asr_majority`` and
-``l2_all_mean`` (the attacker's cost, :mod:`gameplay.utility`), ``key`` and ``accuracy_key`` (the cell's and the
-defender's accuracy keys in the per-image sidecar ``X.images.npz``, :mod:`gameplay.images`). When the sidecar
-is there, :func:`read_payoff_csv` attaches it (after checking that it holds every cell and accuracy of the table
-and that its per-image values average to the table's); a sidecar that does not match is an error.
+A model is named by its ``model_label`` (``r=0.3``, or the label of the user's own model) where the table has that
+column, else by its training dropout rate r, else by its hash (:func:`payoffs.labels.model_name`); ``train_dropout``
+is empty (NaN) for a model without a training rate (a user model), and a rate in [0, 1) otherwise.
+
+Optional columns: ``model_label``, ``asr_std_error``, ``kappa`` (missing = 0, see :mod:`gameplay.rules`),
+``asr_majority`` and ``l2_all_mean`` (the attacker's cost, :mod:`gameplay.utility`), ``key`` and ``accuracy_key``
+(the cell's and the defender's accuracy keys in the per-image sidecar ``X.images.npz``, :mod:`gameplay.images`).
+When the sidecar is there, :func:`read_payoff_csv` attaches it (after checking that it holds every cell and
+accuracy of the table and that its per-image values average to the table's); a sidecar that does not match is an
+error.
 """
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ import pandas as pd
 from gameplay.images import ImageData, read_image_data, sidecar_path
 from gameplay.rules import is_adaptive, is_undefended
 from payoffs.errors import DefdropError, untrusted
+from payoffs.labels import defender_label, model_name
 
 # The columns the game needs; the table has more (payoffs.table.TABLE_COLUMNS), which are carried along unused.
 REQUIRED_COLUMNS = (
@@ -35,8 +41,8 @@ REQUIRED_COLUMNS = (
 )
 OPTIONAL_NUMBERS = ("asr_std_error", "kappa", "asr_majority", "l2_all_mean")  # may be absent or NaN
 TEXT_COLUMNS = ("attacker", "attack", "success_test", "defender", "defense", "model")
-NUMBER_COLUMNS = ("eot", "train_dropout", "asr", "asr_low", "asr_high", "clean_accuracy", "clean_accuracy_low",
-                  "clean_accuracy_high")  # never NaN; test_dropout, l2_mean, asr_std_error may be
+NUMBER_COLUMNS = ("eot", "asr", "asr_low", "asr_high", "clean_accuracy", "clean_accuracy_low",
+                  "clean_accuracy_high")  # never NaN; train_dropout, test_dropout, l2_mean, asr_std_error may be
 DEFENSES = ("none", "dropout", "sap")
 Z95 = 1.959963984540054  # a 95% normal interval is +-Z95 standard errors wide
 MEAN_TOLERANCE = 1e-6  # per-image values must average to the table's ASR / accuracy within this
@@ -57,6 +63,12 @@ class DefenderInfo:
     accuracy_high: float
     accuracy_drop: float
     accuracy_key: str | None = None
+    model_label: str = ""
+
+    @property
+    def model_name(self) -> str:
+        """How reports name this row's model (its label, else ``r=...``, else its hash)."""
+        return model_name(self.model_label, self.model, self.train_dropout)
 
     @property
     def undefended(self) -> bool:
@@ -98,6 +110,12 @@ class Reference:
     train_dropout: float
     accuracy: float
     source: str  # "undefended row <label>" or "max clean accuracy (no undefended row)"
+    model_label: str = ""
+
+    @property
+    def model_name(self) -> str:
+        """How reports name the model (its label, else ``r=...``, else its hash)."""
+        return model_name(self.model_label, self.model, self.train_dropout)
 
 
 @dataclass(frozen=True, eq=False)
@@ -167,7 +185,7 @@ def reference_accuracies(defenders: tuple[DefenderInfo, ...]) -> tuple[Reference
         else:
             best = max(rows, key=lambda d: d.accuracy)
             acc, source = best.accuracy, f"max clean accuracy, at {best.label} (no undefended row)"
-        out.append(Reference(model, rows[0].train_dropout, acc, source))
+        out.append(Reference(model, rows[0].train_dropout, acc, source, rows[0].model_label))
     return tuple(out)
 
 
@@ -191,7 +209,8 @@ def _validate(df: pd.DataFrame, source: str) -> pd.DataFrame:
         if bad.any():
             raise _fail(source, f"column {col} is empty on line {int(np.flatnonzero(bad)[0]) + 2}")
         df[col] = df[col].astype(str).str.strip()
-    numeric = list(NUMBER_COLUMNS) + ["test_dropout", "l2_mean"] + [c for c in OPTIONAL_NUMBERS if c in df]
+    numeric = list(NUMBER_COLUMNS) + ["train_dropout", "test_dropout", "l2_mean"] + [
+        c for c in OPTIONAL_NUMBERS if c in df]
     for col in numeric:
         values = pd.to_numeric(df[col], errors="coerce")
         bad = values.isna() & df[col].notna()
@@ -203,6 +222,15 @@ def _validate(df: pd.DataFrame, source: str) -> pd.DataFrame:
         bad = ~np.isfinite(df[col].to_numpy())
         if bad.any():
             raise _fail(source, f"column {col} is NaN or infinite on {_where(df, int(np.flatnonzero(bad)[0]))}")
+    r = df["train_dropout"]
+    bad = np.isinf(r.to_numpy()) | (r < 0).to_numpy() | (r >= 1).to_numpy()  # NaN: a model without a rate
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise _fail(source, f"train_dropout {df.at[i, 'train_dropout']:g} on {_where(df, i)} is not a rate in "
+                            "[0, 1) (leave it empty for a model trained without one)")
+    if "model_label" in df:
+        df["model_label"] = ["" if (isinstance(v, float) and math.isnan(v)) else str(v).strip()
+                             for v in df["model_label"]]
     bad = ~df["defense"].isin(DEFENSES)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
@@ -254,16 +282,25 @@ def _validate(df: pd.DataFrame, source: str) -> pd.DataFrame:
     return df
 
 
+def _model_labels(df: pd.DataFrame) -> dict[str, str]:
+    """model -> its label in the table (empty where the table has none)."""
+    if "model_label" not in df:
+        return {m: "" for m in df["model"]}
+    return {m: label for m, label in zip(df["model"], df["model_label"])}
+
+
 def _defender_labels(df: pd.DataFrame) -> dict[tuple[str, str], str]:
-    """(model, defender id) -> a row label, unique even when several models share defender ids."""
+    """(model, defender id) -> a row label, unique even when several models share defender ids: "model label /
+    defender" (:func:`payoffs.labels.defender_label`), the model named by its label, else r, else its hash."""
     keys = list(dict.fromkeys(zip(df["model"], df["defender"])))
     if len({d for _, d in keys}) == len(keys):
         return {k: k[1] for k in keys}
     rate = dict(zip(df["model"], df["train_dropout"]))
-    by_rate = {k: f"r={rate[k[0]]:g}/{k[1]}" for k in keys}
-    if len(set(by_rate.values())) == len(keys):
-        return by_rate
-    return {k: f"{k[0][:8]}/{k[1]}" for k in keys}
+    labels = _model_labels(df)
+    named = {k: defender_label(model_name(labels[k[0]], k[0], rate[k[0]]), k[1], True) for k in keys}
+    if len(set(named.values())) == len(keys):
+        return named
+    return {k: defender_label(k[0][:8], k[1], True) for k in keys}
 
 
 def payoff_table_from_frame(df: pd.DataFrame, source: str = "<table>",
@@ -281,7 +318,7 @@ def payoff_table_from_frame(df: pd.DataFrame, source: str = "<table>",
     attackers_ids = list(dict.fromkeys(df["attacker"]))
     first = df.drop_duplicates("_row").copy()
     first["_rank"] = first["defense"].map({d: k for k, d in enumerate(DEFENSES)})
-    first["_rate"] = first["test_dropout"].fillna(-1.0)
+    first["_rate"] = first["test_dropout"].fillna(-1.0)  # models without a training rate r sort last
     first = first.sort_values(["train_dropout", "model", "_rank", "_rate", "_row"], kind="stable")
     row_ids = list(first["_row"])
     m, n = len(row_ids), len(attackers_ids)
@@ -309,6 +346,7 @@ def payoff_table_from_frame(df: pd.DataFrame, source: str = "<table>",
                 raise _fail(source, f"defender {label} has {len(distinct)} different accuracy_key values; its "
                                     "clean accuracy is one measurement")
             acc_keys[label] = next(iter(distinct))
+    model_labels = _model_labels(df)
     defenders = []
     for _, r in first.iterrows():
         label = r["_row"]
@@ -318,7 +356,8 @@ def payoff_table_from_frame(df: pd.DataFrame, source: str = "<table>",
                                       accuracy=float(acc.at[label, "clean_accuracy"]),
                                       accuracy_low=float(acc.at[label, "clean_accuracy_low"]),
                                       accuracy_high=float(acc.at[label, "clean_accuracy_high"]),
-                                      accuracy_drop=math.nan, accuracy_key=acc_keys.get(label)))
+                                      accuracy_drop=math.nan, accuracy_key=acc_keys.get(label),
+                                      model_label=model_labels[r["model"]]))
     first_att = df.drop_duplicates("attacker").set_index("attacker")
     kappa = first_att["kappa"] if "kappa" in df else pd.Series(0.0, index=first_att.index)
     attackers = tuple(AttackerInfo(label=a, attack=first_att.at[a, "attack"], eot=int(first_att.at[a, "eot"]),

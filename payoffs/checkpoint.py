@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import math
 import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from payoffs.errors import DefdropError, untrusted
 from payoffs.io import atomic_write_bytes  # noqa: F401  (re-exported: older code imports it from here)
@@ -128,10 +130,41 @@ def _parse_checkpoint(path: Path) -> tuple[PaperCNN, dict[str, Any]]:
     return model, dict(meta)
 
 
-def weights_hash(model: PaperCNN) -> str:
-    """SHA-256 (16 hex digits) over the weights and the architecture config; names a model in caches."""
-    h = hashlib.sha256(repr(sorted(model.config().items())).encode())
+def weights_hash(model: nn.Module) -> str:
+    """SHA-256 (16 hex digits) over the weights and the architecture; names a model in caches.
+
+    The paper's CNN is named by its config (what rebuilds it) and its tensors, so it has one identity however it
+    was loaded (a checkpoint or a factory that builds it). Any other module by :func:`architecture_text` (its
+    class, its layers as ``repr`` prints them, the source of its own classes) and every state-dict tensor with its
+    name, dtype and shape.
+    """
+    if type(model) is PaperCNN:  # a subclass may have another forward: it is hashed as any other module
+        h = hashlib.sha256(repr(sorted(model.config().items())).encode())
+        for name, tensor in sorted(model.state_dict().items()):
+            h.update(name.encode())
+            h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
+    h = hashlib.sha256(architecture_text(model).encode())
     for name, tensor in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        h.update(f"\n{name} {tensor.dtype} {tuple(tensor.shape)}\n".encode())
+        h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+def architecture_text(model: nn.Module) -> str:
+    """What a model's architecture is, as text: the root class, ``repr(model)`` (every layer with its settings)
+    and the source code of every class in it that is not PyTorch's own (where Python can find it), so that a
+    change to a ``forward`` is a new model even when the layers are the same."""
+    parts = [f"{type(model).__module__}.{type(model).__qualname__}", repr(model)]
+    seen: set[type] = set()
+    for module in model.modules():
+        cls = type(module)
+        if cls in seen or cls.__module__.split(".")[0] == "torch":
+            continue
+        seen.add(cls)
+        try:
+            source = inspect.getsource(cls)
+        except (OSError, TypeError):  # defined where no source is kept (exec, some notebooks): the name only
+            source = ""
+        parts.append(f"{cls.__module__}.{cls.__qualname__}\n{source}")
+    return "\n".join(parts)

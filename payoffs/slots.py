@@ -41,13 +41,14 @@ def slot_names(model: nn.Module) -> list[str]:
     return [name for name, _ in model.named_modules() if name]
 
 
-def check_slot(model: nn.Module, slot: str) -> str:
-    """``slot`` if it names a submodule of ``model``; otherwise a one-line error with the closest names."""
+def check_slot(model: nn.Module, slot: str, name: str = "the model") -> str:
+    """``slot`` if it names a submodule of ``model``; otherwise a one-line error with the closest names (``name``:
+    how the message calls the model)."""
     names = slot_names(model)
     if slot not in names:
         near = difflib.get_close_matches(slot, names, n=4, cutoff=0.3)
         hint = f"; closest: {', '.join(near)}" if near else f"; layers: {', '.join(names[:12])}"
-        raise DefdropError(f"no layer named {slot!r} in the model{hint}")
+        raise DefdropError(f"no layer named {slot!r} in {name}{hint}")
     return slot
 
 

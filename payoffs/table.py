@@ -60,8 +60,9 @@ from payoffs.cell import (
 from payoffs.errors import DefdropError
 from payoffs.executor import Executor, make_executor
 from payoffs.io import atomic_write_bytes, atomic_write_files
+from payoffs.labels import defender_label  # noqa: F401  (the one label function; re-exported here)
 from payoffs.params import format_value
-from payoffs.sources import CheckpointSource, DataSource, ModelSource, data_for
+from payoffs.sources import CheckpointSource, ModelSource, TestData, data_for
 from payoffs.strategy import AttackerStrategy, DefenderStrategy
 
 TABLE_COLUMNS = [
@@ -91,16 +92,11 @@ def model_labels(models: Sequence[ModelSource]) -> dict[str, str]:
             for m in models}
 
 
-def defender_label(model_label: str, defender_id: str, several_models: bool) -> str:
-    """The one way a game row is named: the defender id, prefixed by the model's label when a table has several."""
-    return f"{model_label}/{defender_id}" if several_models else defender_id
-
-
 def _params_text(params: Sequence[tuple[str, Any]]) -> str:
     return ";".join(f"{k}={format_value(v)}" for k, v in params)
 
 
-def _row(model: ModelSource, label: str, several: bool, slot: str | None, attacker: AttackerStrategy,
+def _row(model: ModelSource, label: str, several: bool, slot: str | None, data: TestData, attacker: AttackerStrategy,
          defender: DefenderStrategy, cell: dict, acc: dict) -> dict:
     nan = math.nan
     p = dict(attacker.params)
@@ -111,8 +107,8 @@ def _row(model: ModelSource, label: str, several: bool, slot: str | None, attack
         "defender": defender_label(label, defender.id, several), "defense": defender.defense,
         "defense_params": defender.params_text(), "test_dropout": defender.test_dropout,
         "model": model.identity, "model_label": label, "slot": slot or model.default_slot,
-        "dataset": model.description.dataset, "train_dropout": model.description.train_dropout,
-        "recipe": model.description.tag("recipe", "standard"),
+        "dataset": data.name, "train_dropout": model.description.train_dropout,
+        "recipe": model.description.tag("recipe", ""),
         **summarize_cell(cell), **summarize_accuracy(acc),
     }
 
@@ -123,7 +119,7 @@ class BuildStats:
     cached: int = 0
 
 
-def check_n_images(model: ModelSource, data: DataSource, n_images: int, device: str = "cpu") -> None:
+def check_n_images(model: ModelSource, data: TestData, n_images: int, device: str = "cpu") -> None:
     """Fail before any cell runs when the test split has fewer than ``n_images`` correctly classified images."""
     from payoffs.evaluation import first_correct
 
@@ -138,7 +134,7 @@ def build_payoff_table(
     models: Sequence[ModelSource], attackers: Sequence[AttackerStrategy], defenders: Sequence[DefenderStrategy], *,
     n_images: int = 100, eval_samples: int = 20, seed: int = 0, cache_dir: str | Path = ".defdrop-cache",
     jobs: int = 1, executor: Executor | None = None, device: str = "cpu", batch_size: int = 900,
-    data: DataSource | None = None, slot: str | None = None,
+    data: TestData | None = None, slot: str | None = None, data_dir: str | Path | None = None,
     on_done: Callable[[str, int, int, dict], None] | None = None,
     progress_for: Callable[[str], Callable[[int, int], None] | None] | None = None,
     stats: BuildStats | None = None,
@@ -148,10 +144,14 @@ def build_payoff_table(
     Finished cells are read from ``cache_dir``; missing ones are computed (by ``executor``, or ``jobs`` local
     processes) and stored as soon as each finishes, so an interrupted build resumes where it stopped and yields
     the same table. ``on_done(kind, done, total, record)`` reports each finished job (kind: ``accuracy`` or
-    ``cell``). ``data``/``slot`` override each model's own test data and defense slot. The per-image arrays are
-    in ``table.attrs["per_image"]`` (see :func:`write_payoff_table`).
+    ``cell``). ``data`` (a :class:`payoffs.sources.DataSource` or :class:`~payoffs.sources.DataFile`) and ``slot``
+    (a layer name of every model) override each model's own test data and defense slot; ``data_dir``: where the
+    files of each model's own dataset are. Before any cell runs,
+    every model is checked against its data, slot and the defenders (:func:`payoffs.preflight.check_model`). The
+    per-image arrays are in ``table.attrs["per_image"]`` (see :func:`write_payoff_table`).
     """
     from payoffs.params import Param
+    from payoffs.preflight import check_model
 
     n_images = Param("n_images", int, 1, low=1).check(n_images, "")
     eval_samples = Param("eval_samples", int, 1, low=1).check(eval_samples, "")
@@ -162,7 +162,7 @@ def build_payoff_table(
         raise DefdropError("the strategy space is empty: give at least one attacker and one defender")
     cache = CellCache(cache_dir)
     stats = stats if stats is not None else BuildStats()
-    datas = {m.identity: data_for(m, data) for m in models}
+    datas = {m.identity: data_for(m, data, data_dir) for m in models}
     acc_specs = {(m.identity, d): AccuracySpec(m, datas[m.identity], d, eval_samples, seed, slot, device)
                  for m in models for d in defenders}
     cell_specs = {(m.identity, d, a): CellSpec(m, datas[m.identity], a, d, n_images, eval_samples, seed, slot, device,
@@ -178,6 +178,9 @@ def build_payoff_table(
                 stats.cached += 1
             else:
                 todo.append((kind, fn, spec))
+    if todo:
+        for m in models:
+            check_model(m, datas[m.identity], slot, defenders, device)
     if any(kind == "cell" for kind, _, _ in todo):
         for m in models:
             check_n_images(m, datas[m.identity], n_images, device)
@@ -201,7 +204,7 @@ def build_payoff_table(
             for a in attackers:
                 cell = results[cell_specs[(m.identity, d, a)].key()]
                 cells.append(cell)
-                rows.append(_row(m, labels[m.identity], several, slot, a, d, cell, acc))
+                rows.append(_row(m, labels[m.identity], several, slot, datas[m.identity], a, d, cell, acc))
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
     table.attrs["per_image"] = PerImage(per_image_arrays(cells, accs))
     return table
@@ -310,7 +313,8 @@ def write_payoff_table(table: pd.DataFrame, out: str | Path, *, models: Sequence
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "csv": paths["CSV"].name, "csv_sha256": hashlib.sha256(csv_bytes).hexdigest(),
         "models": [{"identity": m.identity, "label": labels[m.identity], "dataset": m.description.dataset,
-                    "path": getattr(m, "path", None), "default_slot": m.default_slot,
+                    "path": getattr(m, "path", None), "factory": getattr(m, "factory", None),
+                    "weights": getattr(m, "weights", None), "default_slot": m.default_slot,
                     "tags": {k: v for k, v in m.description.tags}} for m in models],
         "attackers": [a.id for a in attackers], "attacker_params": [a.to_dict() for a in attackers],
         "defenders": [d.id for d in defenders], "defender_params": [d.to_dict() for d in defenders],

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from analysis.gradvar import GradVarResult, write_gradvar_html
+from analysis.gradvar import GradVarResult
+from analysis.gradvar_page import write_gradvar_html
 from tests.analysis.conftest import make_payoff_table
 from tests.browser import chromium_or_skip, render_in_chromium
 

@@ -172,3 +172,4 @@ def test_stages_use_the_per_image_data(smoke_run: Path, tmp_path: Path) -> None:
     findings = write_conclusions(table, compare_with_paper(table), images=images)
     paired = [f for f in findings if f.topic.startswith(("adaptive-", "sap-"))]
     assert paired and all("paired over images" in f.text for f in paired)
+    assert not any("taken as independent" in f.text for f in paired)

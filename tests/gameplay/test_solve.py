@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from gameplay.game import Game
-from gameplay.solve import report_json_text, solve_payoff_csv
+from analysis.solve_text import reasons, report_json_text, solve_markdown
+from gameplay.solve import solve_payoff_csv
 from gameplay.synthetic import COLUMNS
 from gameplay.table import read_payoff_csv
 from payoffs.errors import DefdropError
@@ -61,7 +62,7 @@ def test_hand_table_recommends_the_mix(write_csv):
     assert sum(c for _, c in rb.minimax_choice) == 20
     assert rb.quantiles("worst_asr")["q05"] == pytest.approx(0.4)
     assert dict(rb.algorithm1_choice) == {"dropout[r'=0.5]": 20}
-    md = report.to_markdown()
+    md = solve_markdown(report)
     assert "randomize per query: dropout[r'=0.3] 50.0%, dropout[r'=0.5] 50.0%" in md
     assert "Algorithm 1" in md and "## Robustness" in md
 
@@ -74,7 +75,7 @@ def test_adaptive_attackers_in_the_report(write_csv):
     # Against cw[k=0] alone r' = 0.3 is best (0.2), and then the EOT attacker gets 0.6.
     assert ad.naive_asr == pytest.approx(0.2) and ad.naive_vs_adaptive_asr == pytest.approx(0.6)
     assert ad.recommended_adaptive_asr == pytest.approx(0.4)
-    assert any("Adaptive attackers" in line for line in report.recommendation.why)
+    assert any("Adaptive attackers" in line for line in reasons(report))
 
 
 def test_synthetic_table_all_solvers(small_table, write_csv):
@@ -100,8 +101,8 @@ def test_general_sum_recommends_stackelberg(small_table, write_csv):
     assert report.kind == "general-sum" and report.recommendation.solver == "stackelberg"
     assert report.algorithm1 is None and report.removed == ()
     assert "security strategy" in report.minimax.method
-    assert any("Algorithm 1 needs" in n for n in report.notes)
-    assert "**general-sum**" in report.to_markdown()
+    assert any(n.code == "algorithm1_not_run" for n in report.notes)
+    assert "**general-sum**" in solve_markdown(report)
 
 
 @pytest.mark.parametrize("solver, expect", [("algorithm1", "algorithm1"), ("nash", "nash"),
@@ -116,7 +117,7 @@ def test_single_solver(small_table, write_csv, solver, expect):
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"solver": "magic"}, "unknown solver"),
-    ({"solver": "algorithm1", "max_accuracy_drop": None}, "needs --max-accuracy-drop"),
+    ({"solver": "algorithm1", "max_accuracy_drop": None}, "needs the maximum accuracy drop"),
     ({"mu": -1.0}, "mu -1.0 must be"),
     ({"max_accuracy_drop": 5.0}, "must be below 1"),
     ({"robustness_samples": -3}, "robustness samples"),

@@ -6,6 +6,7 @@ import re
 import pytest
 
 from analysis.solve_report import write_solve_report_html
+from analysis.solve_text import headline
 from gameplay.solve import solve_payoff_csv
 
 
@@ -24,7 +25,7 @@ def test_page_is_self_contained(page):
     assert text.count("* plotly.js v") == 1  # the library's banner: embedded exactly once
     assert not re.search(r"<script[^>]+src=", text)  # no CDN, nothing fetched
     assert text.count("Plotly.newPlot") == 4  # heatmap, rate curves, strategies, robustness
-    assert report.recommendation.headline.split(":")[0] in text
+    assert headline(report.recommendation).split(":")[0] in text
     # The heatmap's cell text: "asr [low, high]" in percent.
     asr, low, high = report.asr[0][0], report.asr_low[0][0], report.asr_high[0][0]
     assert f"{100 * asr:.1f} [{100 * low:.1f}, {100 * high:.1f}]" in text

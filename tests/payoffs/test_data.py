@@ -72,7 +72,7 @@ def test_idx_errors_name_file_and_problem(tmp_path: Path) -> None:
 
     with pytest.raises(DefdropError, match=r"does not exist"):
         load_dataset("mnist", tmp_path / "nope")
-    with pytest.raises(DefdropError, match=r"needs --data-dir"):
+    with pytest.raises(DefdropError, match=r"needs the directory of its files"):
         load_dataset("mnist", None)
 
 
