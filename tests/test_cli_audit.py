@@ -32,7 +32,7 @@ def test_audit_writes_page_and_json_and_prints_the_summary(small_checkpoint: Pat
 @pytest.mark.parametrize("args,message", [
     (["--checks", "9"], "choose among 1, 2, 3, 4, 5, 6, 7"),
     (["--eot", "1,8"], "the audit takes one attacker strategy"),
-    (["--defense-at", "fc9"], "no layer named 'fc9' in the model; closest: fc2, fc1"),
+    (["--defense-at", "fc9"], "no layer named 'fc9' in model r=0.3; closest: fc2, fc1"),
     (["--setting", "unbounded_c=-1"], "audit unbounded_c -1 must be a number > 0"),
     (["--attack", "fgsm", "--kappa", "3"], "kappa"),
     (["--n-images", "0"], "audit n_images 0 must be an integer >= 1"),
@@ -79,3 +79,24 @@ def test_payoff_prints_each_cells_cost(small_checkpoint: Path, tmp_path: Path) -
     assert result.exit_code == 0, result.output
     header = next(line for line in result.output.splitlines() if line.strip().startswith("attacker"))
     assert header.split()[-2:] == ["forwards", "backwards"]
+
+
+def test_audit_of_your_own_model_and_data(tmp_path: Path, mnist5k) -> None:
+    """--model-factory/--weights/--data: a user architecture, its slot named by --defense-at, a test data file."""
+    import torch
+
+    from tests.payoffs.audit_fixtures import train_tiny
+
+    weights = tmp_path / "tiny.pt"
+    torch.save(train_tiny(mnist5k, epochs=1).state_dict(), weights)
+    data = tmp_path / "test.npz"
+    import numpy as np
+    np.savez(data, x=mnist5k.x_test[:200].numpy(), y=mnist5k.y_test[:200].numpy())
+    args = ["audit", "--model-factory", "tests.payoffs.audit_fixtures:TinyNet", "--weights", str(weights),
+            "--data", str(data), "--test-dropout", "0.3", *TINY, "--probe-images", "10", "--checks", "1,7", "--out",
+            str(tmp_path / "a.html")]
+    result = runner.invoke(app, args + ["--defense-at", "act"])
+    assert result.exit_code == 0, result.output
+    assert "defense after 'act'" in result.output and "1 randomness real and kept: pass" in result.output
+    missing = runner.invoke(app, args)
+    assert missing.exit_code == 2 and "names no defense slot" in missing.output

@@ -196,3 +196,13 @@ def test_summary_json_round_trip_and_bad_files(tmp_path) -> None:
     path.write_bytes(b"\xff\xfe")
     with pytest.raises(DefdropError, match="audit"):
         ab.read_audit_json(path)
+
+
+def test_the_decision_side_is_torch_free() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, gameplay.audit_rules, gameplay.audit_backing, payoffs.audit.variants; "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
