@@ -497,7 +497,7 @@ def audit_stage(profile: Profile, models: dict[float, Path], answers: list[dict]
     profile's sizes; writes ``audit.html`` and ``audit.json``. Returns (evidence, verdict, backings) or None."""
     from analysis.audit_page import run_audit, write_audit
     from gameplay.audit_backing import audit_summary, report_backings
-    from payoffs.sources import CheckpointSource, DataSource
+    from payoffs.sources import CheckpointSource, data_for
 
     if profile.audit is None:
         return None
@@ -514,7 +514,7 @@ def audit_stage(profile: Profile, models: dict[float, Path], answers: list[dict]
         return None
     log(f"audit of {len(chosen)} defender(s): {', '.join(d.id for d in chosen)}")
     source = CheckpointSource.open(models[r])
-    data = DataSource(source.description.dataset, str(data_dir) if data_dir else None)
+    data = data_for(source, None, data_dir)
     settings = replace(profile.audit, seed=seed)
     evidence, verdict = run_audit(source, chosen, adaptive_attacker("cw", profile), settings=settings, data=data,
                                   device=device)
