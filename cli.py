@@ -506,7 +506,7 @@ def payoff(
                        eval_samples=eval_samples, seed=seed, seconds=_time.perf_counter() - start,
                        extra={"executor": where})
     show = table[["attacker", "defender", "asr", "asr_low", "asr_high", "asr_majority", "l2_mean",
-                  "clean_accuracy"]]
+                  "clean_accuracy", "forwards", "backwards"]]
     console.print(show.to_string(index=False, float_format=lambda v: f"{v:.4f}"), highlight=False, markup=False)
     console.print(f"wrote {' and '.join(str(p) for p in payoff_outputs(out).values())}", highlight=False)
 
@@ -527,19 +527,31 @@ def solve(
     seed: int = typer.Option(0),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the self-contained HTML report here."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON instead of markdown."),
+    audit: Optional[Path] = typer.Option(None, "--audit", help="An audit JSON (defdrop audit): say whether it backs "
+                                                               "the recommended defender and Algorithm 1's."),
 ) -> None:
     """Which test dropout rate to deploy: Algorithm 1, best responses, minimax, Nash, Stackelberg, robustness."""
     from analysis.solve_text import report_json_text, solve_markdown
     from gameplay.solve import solve_payoff_csv
     from payoffs.io import check_outputs
 
-    check_outputs({"--out": out}, inputs={"PAYOFF": payoff})
+    check_outputs({"--out": out}, inputs={"PAYOFF": payoff, "--audit": audit})
+    summary = None
+    if audit is not None:  # read first: a bad audit file must not cost the solve
+        from gameplay.audit_backing import read_audit_json
+        summary = read_audit_json(audit)
     report = solve_payoff_csv(payoff, max_accuracy_drop=max_accuracy_drop, solver=solver, mu=mu, lam=lam,
                               robustness_samples=robustness_samples, seed=seed)
     if out is not None:
         from analysis.solve_report import write_solve_report_html
         write_solve_report_html(report, out)
-    typer.echo(report_json_text(report) if as_json else solve_markdown(report))
+    if summary is not None:
+        from analysis.audit_page import solve_json_with_audit, solve_markdown_with_audit
+        from gameplay.audit_backing import report_backings
+        backings = report_backings(summary, report)
+        typer.echo(solve_json_with_audit(report, backings) if as_json else solve_markdown_with_audit(report, backings))
+    else:
+        typer.echo(report_json_text(report) if as_json else solve_markdown(report))
     if out is not None:
         err_console.print(f"wrote {out}", highlight=False)
 
@@ -609,6 +621,95 @@ def gradvar(
     for check in paper_checks(result):
         console.print(f"{check.verdict}: {check.claim}. {check.detail}", highlight=False, markup=False)
     console.print(f"wrote {out}" + (f" and {csv}" if csv is not None else ""), highlight=False, markup=False)
+
+
+@app.command()
+@user_errors
+def audit(
+    model: Optional[Path] = CheckpointOpt,
+    model_factory: Optional[str] = FactoryOpt,
+    weights: Optional[Path] = WeightsOpt,
+    model_label: Optional[str] = ModelLabelOpt,
+    defense_at: Optional[str] = DefenseAtOpt,
+    test_dropout: str = typer.Option("0.5", "--test-dropout", help="Test dropout rates r' to audit."),
+    sap: bool = typer.Option(False, "--sap", help="Also audit SAP (one draw per unit)."),
+    sap_draws: Optional[str] = typer.Option(None, "--sap-draws", help="Also audit SAP with these numbers of draws."),
+    attack: str = typer.Option("cw", "--attack", help="The attack: fgsm, jsma, cw or pgd."),
+    kappa: Optional[str] = typer.Option(None, "--kappa", help="C&W confidence kappa."),
+    c: Optional[str] = typer.Option(None, "--c", help="C&W initial constant c."),
+    search_steps: Optional[str] = typer.Option(None, "--search-steps", help="C&W binary-search steps."),
+    iterations: Optional[str] = typer.Option(None, "--iterations", help="C&W Adam iterations per step."),
+    learning_rate: Optional[str] = typer.Option(None, "--learning-rate", help="C&W Adam step size."),
+    eps: Optional[str] = typer.Option(None, "--eps", help="FGSM/PGD Linf budget."),
+    steps: Optional[str] = typer.Option(None, "--steps", help="PGD steps."),
+    eot: str = typer.Option("1", "--eot", help="The attacker's EOT samples per gradient step."),
+    success_test: str = typer.Option("single", "--success-test", help="single (the paper) or expected."),
+    param: Optional[list[str]] = typer.Option(None, "--param", help="Any declared attack parameter as NAME=VALUE "
+                                                                     "(repeatable)."),
+    n_images: int = typer.Option(40, "--n-images", help="Correctly classified test images attacked."),
+    targets: int = typer.Option(1, "--targets", help="Targets per image: (label + j) mod K, j = 1..targets."),
+    eval_samples: int = typer.Option(20, "--eval-samples", help="M fresh defender samples per adversarial example."),
+    eot_max: int = typer.Option(32, "--eot-max", help="Largest k of the EOT-saturation curve (k = 1, 2, 4, ...)."),
+    probe_images: int = typer.Option(100, "--probe-images", help="Images of the forward-only checks (1 and 7)."),
+    setting: Optional[list[str]] = typer.Option(None, "--setting", help="Any audit setting as NAME=VALUE "
+                                                                         "(repeatable), e.g. unbounded_c=1e5."),
+    checks: Optional[str] = typer.Option(None, "--checks", help="Which checks, e.g. 3,4,7 (default: 1-7; the cost "
+                                                                 "of each, check 8, is always recorded)."),
+    seed: int = typer.Option(0),
+    batch_size: int = BatchOpt,
+    out: Path = typer.Option(Path("audit.html"), "--out", help="Page to write; its JSON form goes beside it "
+                                                               "(audit.json)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the JSON instead of the summary."),
+    data: Optional[Path] = DataOpt,
+    dataset: Optional[str] = DatasetOpt,
+    data_dir: Optional[Path] = DataDirOpt,
+    device: str = DeviceOpt,
+) -> None:
+    """Is the attacker strong enough? The validity checks of a randomized-defense evaluation, per defender."""
+    import json as _json
+
+    from analysis.audit_page import audit_json, json_path_for, run_audit, summary_lines, write_audit
+    from gameplay.strategies import attacker_space, defender_space
+    from payoffs.audit.settings import AuditSettings
+    from payoffs.io import check_outputs
+    from payoffs.parsing import parse_floats, parse_ints
+    from payoffs.preflight import check_model
+    from payoffs.sources import data_for, open_data
+
+    check_outputs({"--out": out, "its JSON": json_path_for(out)},
+                  inputs={"--model": model, "--weights": weights, "--data": data})
+    flags = {"kappa": kappa, "initial_c": c, "search_steps": search_steps, "iterations": iterations,
+             "learning_rate": learning_rate, "eps": eps, "steps": steps}
+    params = {name: _split(text) for name, text in flags.items() if text is not None}
+    for item in param or []:
+        name, value = _name_value(item, "--param")
+        params.setdefault(name, []).extend(_split(value))
+    attackers = attacker_space([attack.strip()], params, _split(eot), _split(success_test), text=True)
+    if len(attackers) != 1:
+        raise DefdropError(f"the audit takes one attacker strategy; the options give {len(attackers)}: "
+                           f"{', '.join(a.id for a in attackers[:4])}")
+    defenders = defender_space(parse_floats(test_dropout, "--test-dropout", low=0.0, high=1.0), sap,
+                               parse_ints(sap_draws, "--sap-draws", low=1) if sap_draws else [])
+    given = {"n_images": n_images, "targets": targets, "eval_samples": eval_samples, "eot_max": eot_max,
+             "probe_images": probe_images, "seed": seed, "batch_size": batch_size}
+    for item in setting or []:
+        name, value = _name_value(item, "--setting")
+        given[name] = value
+    settings = AuditSettings.from_text({k: str(v) for k, v in given.items()}, checks)
+    dev = _device(device)
+    source = _one_model(model, model_factory, weights, model_label, data, dataset, data_dir)
+    test = data_for(source, open_data(data, dataset, data_dir), data_dir)
+    slot = check_model(source, test, defense_at, defenders, dev)  # before any work: bad models are one line
+    with progress_bar() as bar:
+        task = bar.add_task("audit", total=None)
+        evidence, verdict = run_audit(source, defenders, attackers[0], settings=settings, data=test, slot=slot,
+                                      device=dev, log=lambda m: bar.update(task, description=m))
+    html_path, json_path = write_audit(evidence, verdict, out)
+    if as_json:
+        typer.echo(_json.dumps(audit_json(evidence, verdict), indent=1, allow_nan=False))
+    else:
+        typer.echo("\n".join(summary_lines(evidence, verdict)))
+    err_console.print(f"wrote {html_path} and {json_path}", highlight=False)
 
 
 def main() -> None:

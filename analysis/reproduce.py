@@ -15,7 +15,7 @@ import json
 import math
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -28,6 +28,7 @@ from analysis.report import write_report
 from gameplay.algorithm1 import algorithm1_table
 from gameplay.images import ImageData
 from gameplay.table import PayoffTable, payoff_table_from_frame
+from payoffs.audit.settings import AuditSettings
 from payoffs.checkpoint import load_checkpoint, save_checkpoint
 from payoffs.data import load_dataset
 from payoffs.errors import DefdropError
@@ -74,6 +75,8 @@ class Profile:
     gradvar_train_rate: float = PAPER["headline"]["train_dropout"]  # our C&W model (the paper's Fig. 4: CIFAR r = 0.7)
     max_accuracy_drop: float = PAPER["mnist_accuracy_limit"]["max_accuracy_drop"]  # Tables 4-6: "<1%" drop
     description: str = ""
+    audit: AuditSettings | None = None  # sizes of the audit of the decision's defenders (None: no audit)
+    audit_note: str = ""
 
 
 PROFILES: dict[str, Profile] = {
@@ -83,19 +86,27 @@ PROFILES: dict[str, Profile] = {
         n_images=5, eval_samples=10, adaptive_eot=4, adaptive_kappa=5.0, adaptive_search_steps=5, gradvar_images=5,
         description="two models (r = 0.3 for C&W as in Table 6, r = 0.7 for FGSM/JSMA as in Tables 4-5), "
                     "5 images x 9 targets per cell, M = 10; the adaptive C&W uses EOT 4 and 5 x 100 to fit "
-                    "the 10-minute budget"),
+                    "the 10-minute budget",
+        audit=AuditSettings(n_images=10, eval_samples=10, eot_max=8, probe_images=50, checks=(1, 2, 3, 4, 7)),
+        audit_note="kept small to fit the 10-minute budget: 10 images x 1 target, M = 10, EOT up to k = 8, and "
+                   "checks 1-4 and 7 only (5 and 6 cost most); with 10 images \"about 100%\" and 5-point margins "
+                   "cannot be shown, so several checks are inconclusive by design"),
     "paper": Profile(
         name="paper", train_rates=(0.0, 0.1, 0.3, 0.5, 0.7, 0.9), epochs=20,
         test_rates=(0.0, 0.1, 0.3, 0.5, 0.7, 0.9),
         sweeps=(Sweep((0.0, 0.1, 0.3, 0.5, 0.7, 0.9), ("cw",)), Sweep((0.3, 0.7), ("fgsm", "jsma"))),
         n_images=100, eval_samples=20, gradvar_images=20,
         description="the paper's protocol: 100 images x 9 targets per cell, C&W 10 x 100, M = 20, every "
-                    "training rate for C&W (Figure 3), r = 0.3 and 0.7 for FGSM and JSMA"),
+                    "training rate for C&W (Figure 3), r = 0.3 and 0.7 for FGSM and JSMA",
+        audit=AuditSettings(n_images=100, eval_samples=20, eot_max=32),
+        audit_note="every check, 100 images x 1 target, M = 20, EOT up to k = 32"),
     "smoke": Profile(
         name="smoke", train_rates=(0.3,), epochs=3, test_rates=(0.0, 0.5), sweeps=(Sweep((0.3,), ("cw", "fgsm")),),
         n_images=1, eval_samples=3, cw_search_steps=2, cw_iterations=10, adaptive_eot=2, adaptive_kappa=5.0,
         gradvar_images=1, gradvar_samples=5,
-        description="a seconds-long run of every stage for tests; its numbers mean nothing"),
+        description="a seconds-long run of every stage for tests; its numbers mean nothing",
+        audit=AuditSettings(n_images=1, eval_samples=2, eot_max=2, probe_images=2, checks=(1, 4)),
+        audit_note="1 image, checks 1 and 4: a smoke test"),
 }
 
 
@@ -410,7 +421,7 @@ def build_report_blocks(result: StudyResult, comparison: pd.DataFrame, findings,
         blocks.append(figure_payoff_heatmap(a["report"]))
     blocks.append("## The payoff table")
     show = ["attacker", "defender", "asr", "asr_low", "asr_high", "asr_majority", "asr_believed", "l2_mean",
-            "clean_accuracy", "seconds"]
+            "clean_accuracy", "forwards", "backwards", "seconds"]
     blocks.append(table[show])
     return blocks
 
@@ -475,12 +486,60 @@ def run_study(profile: Profile, dataset: str, out_dir: Path, *, data_dir: Path |
     write_csv(out_dir / "tables" / "algorithm1.csv", alg1)
     answers = solve_stage(table, out_dir, profile, seed, images)
     seconds["games"] = now() - t0
+    t0 = now()
+    audit = audit_stage(profile, models, answers, out_dir, data_dir, device, seed, log)
+    seconds["audit"] = now() - t0
     findings = write_conclusions(table, comparison, algorithm1_rates(alg1), variance, images)
     blocks = build_report_blocks(result, comparison, findings, answers, grad, relation, alg1, images)
+    blocks = with_audit_blocks(blocks, audit, profile)
     html_path, md_path = write_report(out_dir, f"defdrop reproduce: {dataset}, profile {profile.name}", blocks)
     write_json(out_dir / "run.json", {**settings_json(result), "seed": seed,
                                       "findings": [asdict(f) for f in findings]})
     return html_path, md_path, result
+
+
+def audit_stage(profile: Profile, models: dict[float, Path], answers: list[dict], out_dir: Path,
+                data_dir: Path | None, device: torch.device, seed: int, log: Log):
+    """Stage 4c: ``defdrop audit`` of the adaptive C&W attacker against the defenders the decision rests on (the
+    recommended mix and Algorithm 1's pick, in the C&W game with EOT) on the headline model (Table 6's r), with the
+    profile's sizes; writes ``audit.html`` and ``audit.json``. Returns (evidence, verdict, backings) or None."""
+    from analysis.audit_page import run_audit, write_audit
+    from gameplay.audit_backing import audit_summary, report_backings
+    from payoffs.sources import CheckpointSource, data_for
+
+    if profile.audit is None:
+        return None
+    r = PAPER["headline"]["train_dropout"]
+    game = next((a for a in answers if a["space"] == "with EOT" and "cw" in a["attacks"].split("+")
+                 and np.isclose(a["train_dropout"], r)), None)
+    if game is None or r not in models:
+        return None
+    rec = game["report"].recommendation
+    labels = [label for label, _ in rec.mix] + ([rec.algorithm1] if rec.algorithm1 else [])
+    by_id = {d.id: d for d in defenders(profile)}
+    chosen = [by_id[x] for x in dict.fromkeys(lbl.rsplit("/", 1)[-1] for lbl in labels) if x in by_id]
+    if not chosen:
+        return None
+    log(f"audit of {len(chosen)} defender(s): {', '.join(d.id for d in chosen)}")
+    source = CheckpointSource.open(models[r])
+    data = data_for(source, None, data_dir)
+    settings = replace(profile.audit, seed=seed)
+    evidence, verdict = run_audit(source, chosen, adaptive_attacker("cw", profile), settings=settings, data=data,
+                                  device=device)
+    write_audit(evidence, verdict, out_dir / "audit.html")
+    return evidence, verdict, report_backings(audit_summary(evidence, verdict), game["report"])
+
+
+def with_audit_blocks(blocks: list, audit, profile: Profile) -> list:
+    """The audit's section right after the conclusions (so ``reproduce`` prints it too)."""
+    if audit is None:
+        return blocks
+    from analysis.audit_page import audit_report_blocks
+
+    evidence, verdict, backings = audit
+    at = next((i for i, b in enumerate(blocks) if isinstance(b, str) and b.startswith("## The paper's tables")),
+              len(blocks))
+    return blocks[:at] + audit_report_blocks(evidence, verdict, backings, profile.audit_note) + blocks[at:]
 
 
 def payoff_images(csv_path: Path) -> ImageData | None:

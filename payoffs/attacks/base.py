@@ -25,9 +25,10 @@ implements :meth:`Attack.run`; the final :meth:`Attack.__call__` checks inputs, 
 """
 from __future__ import annotations
 
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Callable, ClassVar, final
+from typing import Callable, ClassVar, Iterator, final
 
 import torch
 from torch import nn
@@ -48,6 +49,31 @@ BATCH_SIZE = Param("batch_size", int, 1, "examples attacked at once", low=1)
 L0_TOLERANCE = 1e-5
 """A feature counts as changed when it moved by more than this; it is far below one grey level (1/255) and
 above the float32 round-off of C&W's tanh change of variables, which would otherwise count every pixel."""
+
+LossRecorder = Callable[[int, torch.Tensor, torch.Tensor], None]
+_LOSS_TRACE: ContextVar[LossRecorder | None] = ContextVar("defdrop_loss_trace", default=None)
+
+
+@contextmanager
+def tracing_losses(record: LossRecorder) -> Iterator[None]:
+    """Within the block, every gradient step of an attack calls ``record(step, ids, loss)``: the step number, the
+    ids of the examples in that pass and each one's loss (detached; the attack's own objective, averaged over its
+    EOT samples). What the audit's loss-vs-iteration curves are made of; nothing is recorded outside the block."""
+    token = _LOSS_TRACE.set(record)
+    try:
+        yield
+    finally:
+        _LOSS_TRACE.reset(token)
+
+
+def per_example_loss(loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], logits: torch.Tensor,
+                     target: torch.Tensor) -> torch.Tensor:
+    """Each example's term of ``loss_fn(logits (k, B, C), target)``, a loss summed over examples: shape ``(B,)``."""
+    logits, target = logits.detach(), target.detach()
+    try:
+        return torch.func.vmap(lambda z, t: loss_fn(z.unsqueeze(1), t.unsqueeze(0)), in_dims=(1, 0))(logits, target)
+    except Exception:  # noqa: BLE001 - a plug-in loss that vmap cannot batch: one example at a time
+        return torch.stack([loss_fn(logits[:, i:i + 1], target[i:i + 1]) for i in range(logits.shape[1])])
 
 
 # ---------------------------------------------------------------------------------------------- success tests
@@ -209,8 +235,18 @@ class Attack:
         grads = []
         for sl in self.chunks(len(x), x.device):
             xv = x[sl].detach().requires_grad_(True)
-            grads.append(input_gradient(loss_fn(self.sample_logits(model, xv, ids[sl], step), target[sl]), xv))
+            logits = self.sample_logits(model, xv, ids[sl], step)
+            grads.append(input_gradient(loss_fn(logits, target[sl]), xv))
+            if _LOSS_TRACE.get() is not None:
+                self.trace_loss(step, ids[sl], per_example_loss(loss_fn, logits, target[sl]))
         return torch.cat(grads) if grads else torch.zeros_like(x)
+
+    @staticmethod
+    def trace_loss(step: int, ids: torch.Tensor, loss: torch.Tensor) -> None:
+        """Report each example's loss at ``step`` to the recorder of :func:`tracing_losses`, if one listens."""
+        record = _LOSS_TRACE.get()
+        if record is not None:
+            record(step, ids.detach(), loss.detach())
 
     @torch.no_grad()
     def judge_at(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, ids: torch.Tensor, step: int,

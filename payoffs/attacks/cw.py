@@ -137,4 +137,5 @@ class CarliniWagnerL2(Attack):
         l2sq = (x_new - x_rec).flatten(1).pow(2).sum(1)
         loss = l2sq + c * f
         grad = input_gradient(loss.sum(), delta)
+        self.trace_loss(step, ids, loss)
         return x_new.detach(), logits.detach(), l2sq.detach(), loss.detach(), grad
