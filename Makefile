@@ -12,7 +12,8 @@ DEMO_OUT ?= runs/demo
 $(PY):
 	python3 -m venv $(VENV)
 
-# torch first (pinned, a CPU wheel on this machine), then the project with its dev extras.
+# torch first (pinned, a CPU wheel on this machine), then the project with its dev extras (pyproject asks only for
+# torch>=2.2,<3, which the pinned wheel satisfies, so pip keeps it).
 $(STAMP): $(PY) pyproject.toml
 	$(PIP) install --quiet torch==2.13.0
 	$(PIP) install --quiet -e '.[dev]'

@@ -16,7 +16,7 @@ from rich.text import Text
 
 from payoffs.errors import DefdropError, Terminated
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Decide, with measured evidence, how a classifier should defend itself with test-time dropout.")
 # No markup: messages and tables carry user data (labels like dropout[r'=0.3], paths, attack names) that rich
 # would otherwise read as style tags, dropping text or crashing on "[/x]".
@@ -27,6 +27,41 @@ err_console = Console(stderr=True, markup=False)
 def print_error(message: str) -> None:
     """One line on stderr, ``error:`` in red, the message as plain text."""
     err_console.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
+
+
+def package_version() -> str:
+    """defdrop's version from the installed package's metadata (``unknown`` when run from an uninstalled tree)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("defdrop")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"defdrop {package_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _app(version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
+                                      help="Print defdrop's version and exit.")) -> None:
+    """Decide, with measured evidence, how a classifier should defend itself with test-time dropout."""
+    fit_consoles()
+
+
+PIPED_WIDTH = 100_000
+"""Console width when output goes to a file or a pipe: lines (paths, table rows) are never wrapped or cut there."""
+
+
+def fit_consoles() -> None:
+    """Wrap at the terminal's width on a terminal; never wrap when piped (rich would wrap at 80 columns)."""
+    for c in (console, err_console):
+        c.width = None  # back to measuring: a terminal's width, or 80 when not one
+        if not c.is_terminal:
+            c.width = PIPED_WIDTH
 
 
 def _raise_terminated(signum: int, frame) -> None:
