@@ -6,11 +6,11 @@ import signal
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -98,9 +98,76 @@ def user_errors(fn: Callable) -> Callable:
     return wrapper
 
 
-def progress_bar() -> Progress:
-    return Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+class CountColumn(ProgressColumn):
+    """``3/10 images``: done, total (``?`` while unknown) and the task's unit."""
+
+    def render(self, task) -> Text:
+        unit = task.fields.get("unit", "")
+        if task.total is None:
+            return Text(f"{int(task.completed)} {unit}".rstrip() if task.completed else "", style="progress.download")
+        return Text(f"{int(task.completed)}/{int(task.total)} {unit}".rstrip(), style="progress.download")
+
+
+class LogProgress:
+    """What a command's progress does when stderr is not a terminal: no bar (a finished bar would be dumped
+    into the log); the command prints its own line per finished step instead. The same methods as rich's
+    :class:`~rich.progress.Progress`, doing nothing."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self._next = 0
+
+    def __enter__(self) -> "LogProgress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def add_task(self, description: str, **kwargs) -> int:
+        self._next += 1
+        return self._next
+
+    def update(self, task: int, **kwargs) -> None:
+        return None
+
+    def advance(self, task: int, advance: float = 1) -> None:
+        return None
+
+    def remove_task(self, task: int) -> None:
+        return None
+
+
+def progress_bar() -> Progress | LogProgress:
+    """A bar per task with its unit (``12/40 cells``) on a terminal; :class:`LogProgress` when piped."""
+    if not err_console.is_terminal:
+        return LogProgress(err_console)
+    return Progress(TextColumn("{task.description}", markup=False), BarColumn(), CountColumn(),
                     TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, transient=False)
+
+
+def log_line(text: str) -> None:
+    """One progress line on stderr, never wrapped (for logs; a terminal shows the bars)."""
+    err_console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+
+def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """A titled table on stdout. The title is its own line (a rich title wraps at the table's width); the first
+    column (the strategy ids) is never cut or wrapped, on a terminal of any width or in a pipe."""
+    console.print(title, highlight=False, markup=False, soft_wrap=True)
+    rows = [[str(v) for v in row] for row in rows]
+    if not console.is_terminal:  # logs and pipes: plain aligned columns, no box drawing, nothing cut
+        widths = [max([len(str(h))] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
+        for line in [list(map(str, header))] + rows:
+            console.print("  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip(), highlight=False,
+                          markup=False, soft_wrap=True)
+        return
+    table = Table()
+    for i, name in enumerate(header):
+        width = max([len(str(name))] + [len(r[i]) for r in rows]) if i == 0 else None
+        table.add_column(str(name), no_wrap=i == 0, min_width=width)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table, highlight=False)
 
 
 def cell_line(kind: str, i: int, n: int, record: dict) -> str:
@@ -109,16 +176,16 @@ def cell_line(kind: str, i: int, n: int, record: dict) -> str:
 
     what = record.get("attacker", "") + (" vs " if "attacker" in record else "") + record.get("defender", "")
     name, value = headline(record)
-    result = f"{name} {100 * value:.1f}%" if name == "ASR" else f"{name} {100 * value:.2f}%"
+    result = f"{name} {_percent(value)}"
     model = f" ({record['model_label']})" if record.get("model_label") else ""
     return f"[{i}/{n}] {kind} {what}{model}: {result} in {record.get('seconds', float('nan')):.1f} s"
 
 
-def log_when_piped(bar: Progress) -> Callable[[str, int, int, dict], None]:
+def log_when_piped(bar: Progress | LogProgress) -> Callable[[str, int, int, dict], None]:
     """``on_done`` that also prints :func:`cell_line` when stderr is not a terminal."""
     def on_done(kind: str, i: int, n: int, record: dict) -> None:
         if not bar.console.is_terminal:
-            bar.console.print(cell_line(kind, i, n, record), highlight=False, markup=False, soft_wrap=True)
+            log_line(cell_line(kind, i, n, record))
     return on_done
 
 
@@ -144,43 +211,100 @@ def _executor_note(line: str) -> None:
     err_console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
-DeviceOpt = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda.")
-ModelOpt = typer.Option(..., "--model", help="A defdrop checkpoint.")
-BatchOpt = typer.Option(900, "--batch-size", help="Attacks x EOT samples per forward pass: a speed knob (same "
-                                                  "protocol, other random draws); larger on a GPU, e.g. 7200.")
-ExecutorOpt = typer.Option(None, "--executor", help="Where cells run: local (--jobs processes here) or dask (a Dask "
-                                                    "cluster: --scheduler's, else a local one, one worker per core). "
-                                                    "Default: dask with --scheduler, else local.")
-SchedulerOpt = typer.Option(None, "--scheduler", help="A running Dask scheduler, tcp://HOST:PORT (or its scheduler "
-                                                      "file); workers need no shared files.")
-WorkerThreadsOpt = typer.Option(1, "--worker-threads", help="Torch threads per cell on Dask workers (a rerun cell "
-                                                            "is identical at the same count).")
-DataDirOpt = typer.Option(None, "--data-dir", help="Directory with the dataset's files (mnist, cifar10; "
-                                                    "fashion-mnist defaults to /usr/share/datasets/fashion-mnist).")
-# Your own model and data (accuracy, payoff, gradvar): one definition each, shared by the commands.
-CheckpointOpt = typer.Option(None, "--model", help="A defdrop checkpoint (or your own model: --model-factory and "
-                                                   "--weights).")
-FactoryOpt = typer.Option(None, "--model-factory", help="Your own model: MODULE:CALLABLE returning an nn.Module that "
-                                                        "gives logits, e.g. mypkg.nets:build (imported from the "
-                                                        "current directory or the installed packages, never "
-                                                        "evaluated); with --weights.")
-WeightsOpt = typer.Option(None, "--weights", help="The --model-factory model's state dict "
-                                                  "(torch.save(model.state_dict(), FILE)); loaded with "
-                                                  "weights_only=True.")
-WeightsListOpt = typer.Option(None, "--weights", help="The --model-factory model's state dict "
-                                                      "(torch.save(model.state_dict(), FILE)), loaded with "
-                                                      "weights_only=True; repeat for several models of that "
-                                                      "architecture.")
-ModelLabelOpt = typer.Option(None, "--model-label", help="How tables and reports name the --model-factory model "
-                                                         "(default: the factory's name); one per --weights.")
-DefenseAtOpt = typer.Option(None, "--defense-at", help="The layer whose output the defense follows: a name from "
-                                                       "model.named_modules(), e.g. layer2.0 (default: the "
-                                                       "checkpoint's, the paper CNN's dropout layer; required for "
-                                                       "--model-factory models).")
-DataOpt = typer.Option(None, "--data", help="Test data file: .npz or .pt with x (N, C, H, W) float in [0, 1] or "
-                                            "uint8, y (N,) integer labels, optional num_classes.")
-DatasetOpt = typer.Option(None, "--dataset", help="Test data by name: mnist-5k | fashion-mnist | mnist | cifar10 "
-                                                  "(default: the checkpoint's dataset).")
+# Option groups in --help (rich_help_panel), the same names in every command.
+MODEL_PANEL = "Model and data"
+ATTACKER_PANEL = "Attacker strategies"
+ATTACK_PARAMS_PANEL = "Attack parameters (default: each attack's declared value)"
+DEFENDER_PANEL = "Defender strategies"
+PROTOCOL_PANEL = "Protocol"
+RUN_PANEL = "Running"
+OUTPUT_PANEL = "Output"
+
+DeviceOpt = typer.Option("auto", "--device", metavar="auto|cpu|cuda", help="auto: CUDA when present.",
+                         rich_help_panel=RUN_PANEL)
+BatchOpt = typer.Option(900, "--batch-size", metavar="ROWS",
+                        help="Attacks x EOT samples per forward pass: a speed knob only (randomness is keyed per "
+                             "example, so results do not depend on it); larger on a GPU, e.g. 7200.",
+                        rich_help_panel=RUN_PANEL)
+JobsOpt = typer.Option(1, "--jobs", metavar="N", help="Payoff cells in parallel processes here (cores are shared, "
+                                                      "not oversubscribed).", rich_help_panel=RUN_PANEL)
+ExecutorOpt = typer.Option(None, "--executor", metavar="local|dask",
+                           help="Where cells run: local (--jobs processes here) or dask (a Dask cluster: "
+                                "--scheduler's, else a local one, one worker per core). Default: dask with "
+                                "--scheduler, else local.", rich_help_panel=RUN_PANEL)
+SchedulerOpt = typer.Option(None, "--scheduler", metavar="tcp://HOST:PORT",
+                            help="A running Dask scheduler (or its scheduler file); workers need no shared files.",
+                            rich_help_panel=RUN_PANEL)
+WorkerThreadsOpt = typer.Option(1, "--worker-threads", metavar="N",
+                                help="Torch threads per cell on Dask workers (a rerun cell is identical at the same "
+                                     "count).", rich_help_panel=RUN_PANEL)
+SeedOpt = typer.Option(0, "--seed", help="Seed of every random draw (defender samples, attacks).",
+                       rich_help_panel=PROTOCOL_PANEL)
+DataDirOpt = typer.Option(None, "--data-dir", metavar="DIR",
+                          help="Directory with the named dataset's files (mnist, cifar10; fashion-mnist defaults to "
+                               "/usr/share/datasets/fashion-mnist; default: where the checkpoint's model was "
+                               "trained from).", rich_help_panel=MODEL_PANEL)
+# Your own model and data (accuracy, payoff, gradvar, audit): one definition each, shared by the commands.
+CheckpointOpt = typer.Option(None, "--model", metavar="CHECKPOINT",
+                             help="A defdrop checkpoint (or your own model: --model-factory and --weights).",
+                             rich_help_panel=MODEL_PANEL)
+FactoryOpt = typer.Option(None, "--model-factory", metavar="MODULE:CALLABLE",
+                          help="Your own model: a callable returning an nn.Module that gives logits, e.g. "
+                               "mypkg.nets:build (imported from the current directory or the installed packages, "
+                               "never evaluated); with --weights.", rich_help_panel=MODEL_PANEL)
+WeightsOpt = typer.Option(None, "--weights", metavar="FILE",
+                          help="The --model-factory model's state dict (torch.save(model.state_dict(), FILE)); "
+                               "loaded with weights_only=True.", rich_help_panel=MODEL_PANEL)
+WeightsListOpt = typer.Option(None, "--weights", metavar="FILE",
+                              help="The --model-factory model's state dict (torch.save(model.state_dict(), FILE)), "
+                                   "loaded with weights_only=True; repeat for several models of that architecture.",
+                              rich_help_panel=MODEL_PANEL)
+ModelLabelOpt = typer.Option(None, "--model-label", metavar="LABEL",
+                             help="How tables and reports name the --model-factory model (default: the factory's "
+                                  "name); one per --weights.", rich_help_panel=MODEL_PANEL)
+DefenseAtOpt = typer.Option(None, "--defense-at", metavar="LAYER",
+                            help="The layer whose output the defense follows: a name from model.named_modules(), "
+                                 "e.g. layer2.0 (default: the checkpoint's, the paper CNN's dropout layer; required "
+                                 "for --model-factory models).", rich_help_panel=MODEL_PANEL)
+DataOpt = typer.Option(None, "--data", metavar="FILE",
+                       help="Test data file: .npz or .pt with x (N, C, H, W) float in [0, 1] or uint8, y (N,) "
+                            "integer labels, optional num_classes.", rich_help_panel=MODEL_PANEL)
+DatasetOpt = typer.Option(None, "--dataset", metavar="NAME",
+                          help="Test data by name: mnist-5k | fashion-mnist | mnist | cifar10 (default: the "
+                               "checkpoint's dataset).", rich_help_panel=MODEL_PANEL)
+TestDropoutHelp = "Test dropout rates r' in [0, 1), one defender strategy each (0: undefended)."
+SapOpt = typer.Option(False, "--sap", help="Add SAP (one draw per unit) as a defender strategy.",
+                      rich_help_panel=DEFENDER_PANEL)
+SapDrawsOpt = typer.Option(None, "--sap-draws", metavar="N1,N2,...",
+                           help="Add SAP with these fixed numbers of draws, one defender strategy each.",
+                           rich_help_panel=DEFENDER_PANEL)
+NImagesHelp = "N: the first N test images the undefended model classifies correctly"
+EvalSamplesHelp = "M: fresh defender samples each example is evaluated under"
+
+
+def _renamed(value, flag: str, old_value, old_flag: str, default):
+    """An option's value where an old spelling (a hidden, deprecated alias) may have been used instead."""
+    if old_value is None:
+        return value
+    if value != default:
+        raise DefdropError(f"give {flag} (or its old name {old_flag}), not both")
+    err_console.print(f"warning: {old_flag} is deprecated; it is now {flag}", highlight=False, markup=False,
+                      soft_wrap=True)
+    return old_value
+
+
+def _at_least(value: int, flag: str, low: int = 1, why: str = "") -> int:
+    """Checked before any work: an integer option's lower bound, in one line."""
+    if value < low:
+        raise DefdropError(f"{flag} {value} must be at least {low}{why}")
+    return value
+
+
+def examples(*lines: str) -> str:
+    """A command's epilog: its examples, one paragraph each (typer renders help texts as rich markup)."""
+    from rich.markup import escape
+
+    return "Examples:\n\n" + "\n\n".join(escape(f"  {line}") for line in lines)
 
 
 def _check_model_options(checkpoints: list, factory: Optional[str], weights: list, labels: list,
@@ -271,21 +395,38 @@ def train_progress(title: str):
     yield log
 
 
-@app.command(epilog=_recipe_epilog())
+TRAIN_PANEL = "Training"
+
+
+@app.command(epilog=examples(
+    "defdrop train --dataset mnist-5k --train-dropout 0.3 --epochs 20 --out r0.3.pt",
+    "defdrop train --recipe adversarial --recipe-param method=fgsm --epochs 20 --out adv.pt",
+    "defdrop train --dataset cifar10 --data-dir ~/data/cifar-10-batches-py --device cuda --out cifar.pt")
+    + "\n\n" + _recipe_epilog())
 @user_errors
 def train(
-    dataset: str = typer.Option("mnist-5k", help="mnist-5k | fashion-mnist | mnist | cifar10"),
-    train_dropout: float = typer.Option(0.3, "--train-dropout", help="Training dropout rate r in [0, 1)."),
-    epochs: int = typer.Option(20, help="Training epochs (>= 1)."),
-    batch_size: int = typer.Option(128, "--batch-size"),
-    learning_rate: float = typer.Option(1e-3, "--learning-rate", help="Adam learning rate."),
-    dropout_layer: str = typer.Option("fc1", "--dropout-layer", help="fc1 (the paper) or fc2."),
-    recipe: str = typer.Option("standard", "--recipe", help=_recipe_help()),
-    recipe_param: list[str] = typer.Option([], "--recipe-param", metavar="NAME=VALUE",
-                                           help="A parameter of the recipe (repeatable), e.g. --recipe-param eps=0.1."),
-    seed: int = typer.Option(0),
-    out: Path = typer.Option(Path("model.pt"), help="Checkpoint to write."),
+    dataset: str = typer.Option("mnist-5k", "--dataset", metavar="NAME",
+                                help="mnist-5k | fashion-mnist | mnist | cifar10", rich_help_panel=MODEL_PANEL),
     data_dir: Optional[Path] = DataDirOpt,
+    train_dropout: float = typer.Option(0.3, "--train-dropout", metavar="R", help="Training dropout rate r in [0, 1).",
+                                        rich_help_panel=TRAIN_PANEL),
+    epochs: int = typer.Option(20, "--epochs", metavar="N", help="Training epochs (>= 1).",
+                               rich_help_panel=TRAIN_PANEL),
+    batch_size: int = typer.Option(128, "--batch-size", metavar="ROWS", help="Training minibatch size.",
+                                   rich_help_panel=TRAIN_PANEL),
+    learning_rate: float = typer.Option(1e-3, "--learning-rate", metavar="LR", help="Adam learning rate.",
+                                        rich_help_panel=TRAIN_PANEL),
+    dropout_layer: str = typer.Option("fc1", "--dropout-layer", metavar="fc1|fc2", help="fc1 (the paper) or fc2.",
+                                      rich_help_panel=TRAIN_PANEL),
+    recipe: str = typer.Option("standard", "--recipe", metavar="NAME", help=_recipe_help(),
+                               rich_help_panel=TRAIN_PANEL),
+    recipe_param: list[str] = typer.Option([], "--recipe-param", metavar="NAME=VALUE",
+                                           help="A parameter of the recipe (repeatable), e.g. --recipe-param eps=0.1.",
+                                           rich_help_panel=TRAIN_PANEL),
+    seed: int = typer.Option(0, "--seed", help="Seed of the initialization and the batch order.",
+                             rich_help_panel=TRAIN_PANEL),
+    out: Path = typer.Option(Path("model.pt"), "--out", metavar="CHECKPOINT", help="Checkpoint to write.",
+                             rich_help_panel=OUTPUT_PANEL),
     device: str = DeviceOpt,
 ) -> None:
     """Train the paper's Table 1 CNN with dropout rate r under a training recipe and write a checkpoint.
@@ -316,7 +457,32 @@ def train(
                   markup=False, soft_wrap=True)
 
 
-@app.command()
+ATTACK_FLAGS = {"kappa": "kappa", "c": "initial_c", "search-steps": "search_steps", "iterations": "iterations",
+                "learning-rate": "learning_rate", "eps": "eps", "steps": "steps", "theta": "theta", "gamma": "gamma"}
+"""Attack parameters with an option of their own (``--flag`` -> declared name); any other one: ``--param``."""
+
+
+def _attack_param_help(name: str, many: bool) -> str:
+    """Which attacks take a parameter, what it is there, its allowed values and default: from the declarations."""
+    from rich.markup import escape
+
+    from payoffs.registry import ATTACKS
+
+    parts = [f"{a}: {ATTACKS[a].params[name].help} ({ATTACKS[a].params[name].allowed()}, default "
+             f"{_default_text(ATTACKS[a].params[name].default)})" for a in ATTACKS if name in ATTACKS[a].params]
+    tail = " A comma list gives one attacker strategy per value." if many else ""
+    return escape("; ".join(parts) + "." + tail)
+
+
+def _attack_opt(flag: str, many: bool):
+    return typer.Option(None, f"--{flag}", metavar="V1,V2,..." if many else "VALUE",
+                        help=_attack_param_help(ATTACK_FLAGS[flag], many), show_default=False,
+                        rich_help_panel=ATTACK_PARAMS_PANEL)
+
+
+@app.command(epilog=examples(
+    "defdrop accuracy --model model.pt --test-dropout 0,0.3,0.5 --sap --eval-samples 20",
+    "defdrop accuracy --model-factory mynets:build --weights net.pt --data test.npz --defense-at relu2"))
 @user_errors
 def accuracy(
     model: Optional[Path] = CheckpointOpt,
@@ -324,53 +490,78 @@ def accuracy(
     weights: Optional[Path] = WeightsOpt,
     model_label: Optional[str] = ModelLabelOpt,
     defense_at: Optional[str] = DefenseAtOpt,
-    test_dropout: str = typer.Option("0,0.1,0.3,0.5,0.7,0.9", "--test-dropout", help="Test dropout rates r'."),
-    sap: bool = typer.Option(False, "--sap", help="Also evaluate SAP."),
-    samples: int = typer.Option(20, "--samples", help="Defender samples M per test image."),
-    seed: int = typer.Option(0),
     data: Optional[Path] = DataOpt,
     dataset: Optional[str] = DatasetOpt,
     data_dir: Optional[Path] = DataDirOpt,
+    test_dropout: str = typer.Option("0,0.1,0.3,0.5,0.7,0.9", "--test-dropout", metavar="R1,R2,...",
+                                     help=TestDropoutHelp, rich_help_panel=DEFENDER_PANEL),
+    sap: bool = SapOpt,
+    sap_draws: Optional[str] = SapDrawsOpt,
+    eval_samples: int = typer.Option(20, "--eval-samples", metavar="M", help=f"{EvalSamplesHelp}: here each test "
+                                     "image.", rich_help_panel=PROTOCOL_PANEL),
+    samples_old: Optional[int] = typer.Option(None, "--samples", hidden=True),
+    seed: int = SeedOpt,
     device: str = DeviceOpt,
 ) -> None:
     """Clean test accuracy under each defense, averaged over M defender samples, with 95% intervals."""
     from gameplay.strategies import defender_space
     from payoffs.evaluation import defended_accuracy
-    from payoffs.parsing import parse_floats
+    from payoffs.parsing import parse_floats, parse_ints
     from payoffs.preflight import check_model
     from payoffs.slots import with_defense
     from payoffs.sources import data_for, open_data
 
-    rates = parse_floats(test_dropout, "--test-dropout", low=0.0, high=1.0)
-    if samples < 1:
-        raise DefdropError(f"--samples {samples} must be at least 1")
+    eval_samples = _at_least(_renamed(eval_samples, "--eval-samples", samples_old, "--samples", 20),
+                             "--eval-samples")
+    defenders = defender_space(parse_floats(test_dropout, "--test-dropout", low=0.0, high=1.0), sap,
+                               parse_ints(sap_draws, "--sap-draws", low=1) if sap_draws else [])
     dev = _device(device)
     source = _one_model(model, model_factory, weights, model_label, data, dataset, data_dir)
     test = data_for(source, open_data(data, dataset, data_dir), data_dir)
-    defenders = defender_space(rates, sap)
     slot = check_model(source, test, defense_at, defenders, dev)
     net, split = source.load(dev), test.load_test()
-    table = Table(title=f"clean accuracy, {test.name} test split ({len(split.x)} images), model "
-                        f"{source.description.label}, defense after {slot}, M={samples}")
-    for col in ("defender", "accuracy", "95% interval"):
-        table.add_column(col)
-    for d in defenders:
-        est = defended_accuracy(with_defense(net, d.module(), slot), split.x, split.y, samples, seed)
-        table.add_row(d.id, f"{est.mean:.4f}", f"[{est.low:.4f}, {est.high:.4f}]")
-    console.print(table)
+    rows = []
+    with progress_bar() as bar:
+        overall = bar.add_task("accuracy", total=len(defenders), unit="defenders")
+        for i, d in enumerate(defenders, start=1):
+            task = bar.add_task(f"  {d.id}", total=len(split.x), unit="images")
+            start = time.perf_counter()
+            est = defended_accuracy(with_defense(net, d.module(), slot), split.x, split.y, eval_samples, seed,
+                                    progress=lambda k, n, task=task: bar.update(task, completed=k, total=n))
+            bar.remove_task(task)
+            bar.update(overall, completed=i)
+            if not bar.console.is_terminal:
+                log_line(f"[{i}/{len(defenders)}] accuracy {d.id}: {_percent(est.mean)} on {len(split.x)} images x "
+                         f"M={eval_samples} in {time.perf_counter() - start:.1f} s")
+            rows.append((d.id, _percent(est.mean), f"[{_percent(est.low)}, {_percent(est.high)}]"))
+    print_table(f"clean accuracy, {test.name} test split ({len(split.x)} images), model {source.description.label}, "
+                f"defense after {slot}, M={eval_samples}", ("defender", "accuracy", "95% interval"), rows)
 
 
-@app.command()
+def _percent(value: float) -> str:
+    """A rate for a person to read: ``97.1%`` (CSV files keep fractions)."""
+    return "-" if value != value else f"{100 * value:.1f}%"
+
+
+@app.command(epilog=examples(
+    "defdrop reproduce --profile quick --dataset mnist-5k --out runs/quick --jobs 2",
+    "defdrop reproduce --profile paper --dataset cifar10 --data-dir ~/data/cifar-10-batches-py --device cuda "
+    "--batch-size 7200 --out runs/paper",
+    "defdrop reproduce --profile paper --scheduler tcp://HOST:8786 --out runs/paper"))
 @user_errors
 def reproduce(
-    profile: str = typer.Option("quick", "--profile", help="quick (minutes) | paper (the paper's protocol: "
-                                                           "about 15 min on an H100, days on 2 CPU cores)."),
-    dataset: str = typer.Option("mnist-5k", "--dataset", help="mnist-5k | fashion-mnist | mnist | cifar10"),
-    out: Path = typer.Option(Path("runs/reproduce"), "--out", help="Output directory (report, tables, cache)."),
-    jobs: int = typer.Option(1, "--jobs", help="Payoff cells in parallel processes."),
-    batch_size: int = BatchOpt,
-    seed: int = typer.Option(0),
+    profile: str = typer.Option("quick", "--profile", metavar="quick|paper",
+                                help="quick (minutes) | paper (the paper's protocol: about 15 min on an H100, days "
+                                     "on 2 CPU cores).", rich_help_panel=PROTOCOL_PANEL),
+    dataset: str = typer.Option("mnist-5k", "--dataset", metavar="NAME",
+                                help="mnist-5k | fashion-mnist | mnist | cifar10", rich_help_panel=MODEL_PANEL),
     data_dir: Optional[Path] = DataDirOpt,
+    out: Path = typer.Option(Path("runs/reproduce"), "--out", metavar="DIR",
+                             help="Output directory (report, tables, cache; a rerun resumes from it).",
+                             rich_help_panel=OUTPUT_PANEL),
+    seed: int = SeedOpt,
+    jobs: int = JobsOpt,
+    batch_size: int = BatchOpt,
     device: str = DeviceOpt,
     executor: Optional[str] = ExecutorOpt,
     scheduler: Optional[str] = SchedulerOpt,
@@ -409,11 +600,12 @@ def reproduce(
     console.print(f"report: {html_path.resolve()}\nmarkdown: {md_path.resolve()}", markup=False, highlight=False)
 
 
-@app.command()
+@app.command(epilog=examples("defdrop demo --out runs/demo --jobs 2"))
 @user_errors
 def demo(
-    out: Path = typer.Option(Path("runs/demo"), help="Output directory."),
-    jobs: int = typer.Option(1, "--jobs"),
+    out: Path = typer.Option(Path("runs/demo"), "--out", metavar="DIR", help="Output directory.",
+                             rich_help_panel=OUTPUT_PANEL),
+    jobs: int = JobsOpt,
     device: str = DeviceOpt,
 ) -> None:
     """The main job on embedded data: `reproduce --profile quick --dataset mnist-5k`."""
@@ -433,11 +625,156 @@ def _name_value(item: str, option: str) -> tuple[str, str]:
     return name.strip(), value.strip()
 
 
-@app.command()
+def _given(*names: str) -> list[str]:
+    """The options among ``names`` (parameter names) that the user typed, as ``--flags``."""
+    import click
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return []
+    given = []
+    for p in ctx.command.params:
+        if p.name in names and ctx.get_parameter_source(p.name) not in (ParameterSource.DEFAULT, None):
+            given.append(max(p.opts, key=len))
+    return given
+
+
+def _check_applies(attacks: list[str], params: dict) -> None:
+    """Every attack parameter given applies to at least one chosen attack, named as the user typed it."""
+    from payoffs.registry import ATTACKS
+
+    flag_of = {name: f"--{flag}" for flag, name in ATTACK_FLAGS.items()}
+    for name in params:
+        if not attacks or any(a not in ATTACKS for a in attacks):
+            return  # an unknown attack: attacker_space names it and its closest matches
+        if not any(name in ATTACKS[a].params for a in attacks):
+            takes = "; ".join(f"{a} takes " + (", ".join(flag_of.get(n, f"--param {n}=...")
+                                                        for n in ATTACKS[a].params.names) or "nothing")
+                              for a in attacks)
+            what = flag_of.get(name, f"--param {name}")
+            raise DefdropError(f"{what} does not apply to --attack {','.join(attacks)} ({takes})")
+
+
+def partial_path(out: Path) -> Path:
+    """Where an interrupted payoff run writes the table of its finished cells: ``payoff.partial.csv``."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.partial{out.suffix or '.csv'}")
+
+
+def _write_partial(refs, attackers, defenders, partial: Path, args: dict) -> None:
+    """After Ctrl-C or SIGTERM: the table of the finished cells (read back from the cache; nothing runs)."""
+    from payoffs.table import build_payoff_table, payoff_outputs, write_payoff_table
+
+    total = len(refs) * len(attackers) * len(defenders)
+    try:
+        table = build_payoff_table(refs, attackers, defenders, only_cached=True, **args)
+        if not len(table):
+            err_console.print(f"no attack cell of the {total} had finished; no partial table written",
+                              highlight=False, markup=False, soft_wrap=True)
+            return
+        write_payoff_table(table, partial, models=refs, attackers=attackers, defenders=defenders,
+                           n_images=args["n_images"], eval_samples=args["eval_samples"], seed=args["seed"],
+                           extra={"partial": True, "cells_total": total})
+    except (DefdropError, OSError) as exc:  # the interruption is what the user hears about; say why, go on
+        print_error(f"could not write the partial table: {exc}")
+        return
+    err_console.print(f"wrote the partial table of the {len(table)} finished of {total} attack cells: "
+                      f"{' and '.join(str(p) for p in payoff_outputs(partial).values() if p.exists())}",
+                      highlight=False, markup=False, soft_wrap=True)
+
+
+def _remove_stale_partial(partial: Path) -> None:
+    """A complete table supersedes the partial one an earlier, interrupted run of the command left."""
+    from payoffs.table import payoff_outputs
+
+    for path in payoff_outputs(partial).values():
+        path.unlink(missing_ok=True)
+
+
+def _check_before_cluster(refs, test, slot, defenders, n_images: int, data_dir, device: str) -> None:
+    """The table's own checks (model, slot, defenders, enough correctly classified images), before a cluster
+    starts: on CPU where this machine has no GPU."""
+    import torch
+
+    from payoffs.preflight import check_model
+    from payoffs.sources import data_for
+    from payoffs.table import check_n_images
+
+    here = "cpu" if device.startswith("cuda") and not torch.cuda.is_available() else device
+    for m in refs:
+        data = data_for(m, test, data_dir)
+        check_model(m, data, slot, defenders, here)
+        check_n_images(m, data, n_images, here)
+
+
+KIND_LABELS = {"cell": "attack cell", "accuracy": "clean-accuracy cell"}
+
+
+class CellCounts:
+    """The progress of a payoff sweep: attack cells and clean-accuracy cells counted apart, each against the
+    number still to run (cached ones are announced, not counted); on a terminal one bar per kind and, when cells
+    run one at a time here, a bar for the running one; when piped, one line per finished cell."""
+
+    def __init__(self, bar, detailed: bool) -> None:
+        self.bar, self.detailed = bar, detailed
+        self.tasks: dict[str, int] = {}
+        self.todo: dict[str, int] = {}
+        self.finished = {"cell": 0, "accuracy": 0}
+        self.running: int | None = None
+
+    def plan(self, to_run: dict[str, int], cached: dict[str, int]) -> None:
+        self.todo = dict(to_run)
+        log_line(f"to run: {to_run.get('cell', 0)} attack cells, {to_run.get('accuracy', 0)} clean-accuracy cells "
+                 f"(in the cache: {cached.get('cell', 0)} and {cached.get('accuracy', 0)})")
+        for kind in ("accuracy", "cell"):
+            if to_run.get(kind):
+                self.tasks[kind] = self.bar.add_task(f"{KIND_LABELS[kind]}s", total=to_run[kind], unit="cells")
+
+    def done(self, kind: str, i: int, n: int, record: dict) -> None:
+        self.finished[kind] += 1
+        k = self.finished[kind]
+        if self.running is not None:  # that job's own bar is done
+            self.bar.remove_task(self.running)
+            self.running = None
+        if kind in self.tasks:
+            self.bar.update(self.tasks[kind], completed=k)
+        if not self.bar.console.is_terminal:
+            log_line(cell_line(KIND_LABELS.get(kind, kind), k, self.todo.get(kind, n), record))
+
+    def job_progress(self, kind: str):
+        """The running job's own bar: a clean-accuracy cell counts test images; an attack cell its two stages
+        (the attack, then the M-sample evaluation)."""
+        if not self.detailed or not self.bar.console.is_terminal:
+            return None
+        unit = "images" if kind == "accuracy" else "stages (attack, evaluation)"
+        task = self.running = self.bar.add_task(f"  this {KIND_LABELS.get(kind, kind)}", total=None, unit=unit)
+        return lambda i, n: self.bar.update(task, completed=i, total=n)
+
+
+def print_payoff(table) -> None:
+    """The table as a person reads it: rates in percent with their intervals, L2 to 3 significant digits."""
+    rows = [(r.attacker, r.defender, f"{_percent(r.asr)} [{_percent(r.asr_low)}, {_percent(r.asr_high)}]",
+             _percent(r.asr_majority), "-" if r.l2_mean != r.l2_mean else f"{r.l2_mean:.3g}",
+             _percent(r.clean_accuracy), f"{int(r.forwards):,}", f"{int(r.backwards):,}")
+            for r in table.itertuples(index=False)]
+    print_table("payoff table (ASR: mean share of the M samples that say the target; 95% intervals over images)",
+                ("attacker", "defender", "ASR [95% interval]", "ASR (majority)", "L2 (successful)",
+                 "clean accuracy", "forwards", "backwards"), rows)
+
+
+@app.command(epilog=examples(
+    "defdrop payoff --model model.pt --attack cw --kappa 0,10 --eot 1,8 --test-dropout 0,0.3,0.5 --sap "
+    "--n-images 100 --eval-samples 20 --jobs 2 --out payoff.csv",
+    "defdrop payoff --model r0.3.pt --model r0.5.pt --attack fgsm,pgd --eps 0.1,0.3 --success-test single,expected",
+    "defdrop payoff --model model.pt --strategies sweep.toml --out sweep.csv",
+    "defdrop payoff --model-factory mynets:build --weights net.pt --data test.npz --defense-at relu2 --attack cw",
+    "(rerun the same command to resume: finished cells come from --cache-dir)"))
 @user_errors
 def payoff(
-    model: Optional[list[Path]] = typer.Option(None, "--model", help="Checkpoint(s); repeat for several training "
-                                                                     "rates."),
+    model: Optional[list[Path]] = typer.Option(None, "--model", metavar="CHECKPOINT",
+                                               help="A defdrop checkpoint; repeat for several models (e.g. training "
+                                                    "rates).", rich_help_panel=MODEL_PANEL),
     model_factory: Optional[str] = FactoryOpt,
     weights: Optional[list[Path]] = WeightsListOpt,
     model_label: Optional[list[str]] = ModelLabelOpt,
@@ -445,32 +782,49 @@ def payoff(
     data: Optional[Path] = DataOpt,
     dataset: Optional[str] = DatasetOpt,
     data_dir: Optional[Path] = DataDirOpt,
-    attack: str = typer.Option("cw", "--attack", help="Comma list of fgsm, jsma, cw, pgd."),
-    kappa: Optional[str] = typer.Option(None, "--kappa", help="C&W confidence(s) kappa, e.g. 0,10."),
-    c: Optional[str] = typer.Option(None, "--c", help="C&W initial constant(s) c."),
-    search_steps: Optional[str] = typer.Option(None, "--search-steps", help="C&W binary-search steps."),
-    iterations: Optional[str] = typer.Option(None, "--iterations", help="C&W Adam iterations per step."),
-    learning_rate: Optional[str] = typer.Option(None, "--learning-rate", help="C&W Adam step size(s)."),
-    eps: Optional[str] = typer.Option(None, "--eps", help="FGSM/PGD Linf budget(s)."),
-    steps: Optional[str] = typer.Option(None, "--steps", help="PGD steps."),
-    theta: Optional[str] = typer.Option(None, "--theta", help="JSMA perturbation per feature."),
-    gamma: Optional[str] = typer.Option(None, "--gamma", help="JSMA max fraction of features changed."),
-    eot: str = typer.Option("1", "--eot", help="EOT samples per gradient step, e.g. 1,8."),
-    success_test: str = typer.Option("single", "--success-test", help="single (the paper) and/or expected."),
-    test_dropout: str = typer.Option("0,0.1,0.3,0.5,0.7,0.9", "--test-dropout", help="Test dropout rates r'."),
-    sap: bool = typer.Option(False, "--sap", help="Add SAP (one draw per unit) as a defender strategy."),
-    sap_draws: Optional[str] = typer.Option(None, "--sap-draws", help="SAP with fixed numbers of draws."),
-    param: Optional[list[str]] = typer.Option(None, "--param", help="Any declared attack parameter as NAME=V1,V2 "
-                                                                     "(repeatable), e.g. --param abort_early=false."),
-    strategies: Optional[Path] = typer.Option(None, "--strategies", help="TOML file with both spaces "
-                                                                           "(replaces the options above)."),
-    n_images: int = typer.Option(100, "--n-images", help="N correctly classified test images (x every other class)."),
-    eval_samples: int = typer.Option(20, "--eval-samples", help="M defender samples per adversarial example."),
-    seed: int = typer.Option(0),
-    jobs: int = typer.Option(1, "--jobs", help="Cells in parallel processes (cores are shared, not oversubscribed)."),
+    attack: str = typer.Option("cw", "--attack", metavar="A1,A2,...", help="Attacks: fgsm, jsma, cw, pgd.",
+                               rich_help_panel=ATTACKER_PANEL),
+    eot: str = typer.Option("1", "--eot", metavar="K1,K2,...",
+                            help="EOT: defender samples averaged per gradient step, one strategy each (1: the "
+                                 "paper's attacker).", rich_help_panel=ATTACKER_PANEL),
+    success_test: str = typer.Option("single", "--success-test", metavar="single,expected",
+                                     help="How the attacker judges success while searching: single (the sampled "
+                                          "sub-network, the paper) and/or expected (the mean of the EOT samples).",
+                                     rich_help_panel=ATTACKER_PANEL),
+    strategies: Optional[Path] = typer.Option(None, "--strategies", metavar="TOML",
+                                              help="Both strategy spaces from a TOML file, instead of the attacker "
+                                                   "and defender options (which it refuses beside it).",
+                                              rich_help_panel=ATTACKER_PANEL),
+    kappa: Optional[str] = _attack_opt("kappa", True),
+    c: Optional[str] = _attack_opt("c", True),
+    search_steps: Optional[str] = _attack_opt("search-steps", True),
+    iterations: Optional[str] = _attack_opt("iterations", True),
+    learning_rate: Optional[str] = _attack_opt("learning-rate", True),
+    eps: Optional[str] = _attack_opt("eps", True),
+    steps: Optional[str] = _attack_opt("steps", True),
+    theta: Optional[str] = _attack_opt("theta", True),
+    gamma: Optional[str] = _attack_opt("gamma", True),
+    param: Optional[list[str]] = typer.Option(None, "--param", metavar="NAME=V1,V2,...",
+                                              help="Any declared attack parameter (repeatable), e.g. --param "
+                                                   "abort_early=false.", rich_help_panel=ATTACK_PARAMS_PANEL),
+    test_dropout: str = typer.Option("0,0.1,0.3,0.5,0.7,0.9", "--test-dropout", metavar="R1,R2,...",
+                                     help=TestDropoutHelp, rich_help_panel=DEFENDER_PANEL),
+    sap: bool = SapOpt,
+    sap_draws: Optional[str] = SapDrawsOpt,
+    n_images: int = typer.Option(100, "--n-images", metavar="N", help=f"{NImagesHelp}, each attacked towards every "
+                                 "other class.", rich_help_panel=PROTOCOL_PANEL),
+    eval_samples: int = typer.Option(20, "--eval-samples", metavar="M", help=f"{EvalSamplesHelp}: here each "
+                                     "adversarial example, and each test image for clean accuracy.",
+                                     rich_help_panel=PROTOCOL_PANEL),
+    seed: int = SeedOpt,
+    out: Path = typer.Option(Path("payoff.csv"), "--out", metavar="CSV",
+                             help="Table to write, with its sidecars (.json settings, .images.npz per image).",
+                             rich_help_panel=OUTPUT_PANEL),
+    cache_dir: Path = typer.Option(Path(".defdrop-cache/cells"), "--cache-dir", metavar="DIR",
+                                   help="Finished cells, kept as they finish: a rerun resumes from them.",
+                                   rich_help_panel=OUTPUT_PANEL),
+    jobs: int = JobsOpt,
     batch_size: int = BatchOpt,
-    cache_dir: Path = typer.Option(Path(".defdrop-cache/cells"), "--cache-dir", help="Finished cells (resume)."),
-    out: Path = typer.Option(Path("payoff.csv"), "--out", help="CSV to write (+ a .json sidecar)."),
     device: str = DeviceOpt,
     executor: Optional[str] = ExecutorOpt,
     scheduler: Optional[str] = SchedulerOpt,
@@ -486,13 +840,22 @@ def payoff(
     from payoffs.sources import open_data, open_models
     from payoffs.table import build_payoff_table, payoff_outputs, write_payoff_table
 
-    if jobs < 1:
-        raise DefdropError(f"--jobs {jobs} must be at least 1")
+    for flag, value in (("--jobs", jobs), ("--n-images", n_images), ("--eval-samples", eval_samples),
+                        ("--batch-size", batch_size), ("--worker-threads", worker_threads)):
+        _at_least(value, flag)
     _warn_oversubscription(jobs)
-    check_outputs({("--out" if role == "CSV" else f"its {role}"): path for role, path in payoff_outputs(out).items()},
+    partial = partial_path(out)
+    check_outputs({**{("--out" if role == "CSV" else f"its {role}"): path
+                      for role, path in payoff_outputs(out).items()},
+                   **{f"its partial {role}": path for role, path in payoff_outputs(partial).items()}},
                   dirs={"--cache-dir": cache_dir}, inputs={"--model": model, "--weights": weights, "--data": data,
                                                             "--strategies": strategies})
     if strategies is not None:
+        beside = _given("attack", "eot", "success_test", *(n.replace("-", "_") for n in ATTACK_FLAGS), "param",
+                        "test_dropout", "sap", "sap_draws")
+        if beside:
+            raise DefdropError(f"--strategies gives both strategy spaces; drop {', '.join(beside)} (or put them in "
+                               f"{strategies})")
         attackers, defenders = spaces_from_toml(strategies)
     else:
         flags = {"kappa": kappa, "initial_c": c, "search_steps": search_steps, "iterations": iterations,
@@ -501,49 +864,42 @@ def payoff(
         for item in param or []:
             name, value = _name_value(item, "--param")
             params.setdefault(name, []).extend(_split(value))
-        attackers = attacker_space([a.strip() for a in attack.split(",") if a.strip()], params,
-                                   _split(eot), _split(success_test), text=True)
+        _check_applies(_split(attack), params)
+        attackers = attacker_space(_split(attack), params, _split(eot), _split(success_test), text=True)
         defenders = defender_space(parse_floats(test_dropout, "--test-dropout", low=0.0, high=1.0), sap,
                                    parse_ints(sap_draws, "--sap-draws", low=1) if sap_draws else [])
     dev = _cell_device(device, executor, scheduler)
     _check_model_options(model or [], model_factory, weights or [], model_label or [], data, dataset, data_dir)
     refs = open_models(model or [], model_factory, weights or [], model_label or [], dataset)
     test = open_data(data, dataset, data_dir)
-    console.print(f"{len(refs)} model(s) x {len(defenders)} defender(s) x {len(attackers)} attacker(s) = "
-                  f"{len(refs) * len(defenders) * len(attackers)} cells; N={n_images} images x every other class, "
-                  f"M={eval_samples}, seed {seed}, cache {cache_dir}")
+    if executor == "dask" or (scheduler is not None and executor is None):
+        # locally the table's own checks come before any cell; a cluster is work to start: check before it
+        _check_before_cluster(refs, test, defense_at, defenders, n_images, data_dir, dev)
+    n_models, n_def, n_att = len(refs), len(defenders), len(attackers)
+    console.print(f"{n_models} model(s) x {n_def} defender(s) x {n_att} attacker(s) = {n_models * n_def * n_att} "
+                  f"attack cells, and {n_models * n_def} clean-accuracy cells (one per model and defender); "
+                  f"N={n_images} images x every other class, M={eval_samples}, seed {seed}, cache {cache_dir}",
+                  highlight=False, markup=False)
     start = _time.perf_counter()
-    with open_executor(executor, scheduler, jobs=jobs, threads=worker_threads, device=dev,
-                       log=_executor_note) as cells_on, progress_bar() as bar:
-        overall = bar.add_task("payoff cells", total=None)
-        current: dict[str, int] = {}
-
-        def cell_progress(kind: str):
-            if jobs > 1 or cells_on is not None:
-                return None
-            if kind in current:
-                bar.remove_task(current.pop(kind))
-            current[kind] = bar.add_task(f"  {kind}", total=None)
-            return lambda i, n: bar.update(current[kind], completed=i, total=n)
-
-        piped = log_when_piped(bar)
-
-        def done(kind: str, i: int, n: int, record: dict) -> None:
-            bar.update(overall, completed=i, total=n)
-            piped(kind, i, n, record)
-
-        table = build_payoff_table(refs, attackers, defenders, n_images=n_images, eval_samples=eval_samples,
-                                   seed=seed, cache_dir=cache_dir, jobs=jobs, executor=cells_on, device=dev,
-                                   on_done=done, progress_for=cell_progress, batch_size=batch_size, data=test,
-                                   slot=defense_at, data_dir=data_dir)
-        where = cells_on.describe() if cells_on is not None else {"executor": "local", "jobs": jobs}
+    args = dict(n_images=n_images, eval_samples=eval_samples, seed=seed, cache_dir=cache_dir, device=dev,
+                batch_size=batch_size, data=test, slot=defense_at, data_dir=data_dir)
+    try:
+        with open_executor(executor, scheduler, jobs=jobs, threads=worker_threads, device=dev,
+                           log=_executor_note) as cells_on, progress_bar() as bar:
+            counts = CellCounts(bar, detailed=jobs == 1 and cells_on is None)
+            table = build_payoff_table(refs, attackers, defenders, jobs=jobs, executor=cells_on, on_plan=counts.plan,
+                                       on_done=counts.done, progress_for=counts.job_progress, **args)
+            where = cells_on.describe() if cells_on is not None else {"executor": "local", "jobs": jobs}
+    except KeyboardInterrupt:
+        _write_partial(refs, attackers, defenders, partial, args)
+        raise
     write_payoff_table(table, out, models=refs, attackers=attackers, defenders=defenders, n_images=n_images,
                        eval_samples=eval_samples, seed=seed, seconds=_time.perf_counter() - start,
                        extra={"executor": where})
-    show = table[["attacker", "defender", "asr", "asr_low", "asr_high", "asr_majority", "l2_mean",
-                  "clean_accuracy", "forwards", "backwards"]]
-    console.print(show.to_string(index=False, float_format=lambda v: f"{v:.4f}"), highlight=False, markup=False)
-    console.print(f"wrote {' and '.join(str(p) for p in payoff_outputs(out).values())}", highlight=False)
+    _remove_stale_partial(partial)
+    print_payoff(table)
+    console.print(f"wrote {' and '.join(str(p) for p in payoff_outputs(out).values())}", highlight=False,
+                  markup=False)
 
 
 @app.command()
@@ -591,7 +947,10 @@ def solve(
         err_console.print(f"wrote {out}", highlight=False)
 
 
-@app.command()
+@app.command(epilog=examples(
+    "defdrop gradvar --model model.pt --test-dropout 0.1,0.3,0.5,0.7,0.9 --sap --grad-samples 50 --dims 5 "
+    "--n-images 20 --out gradvar.html --csv stats.csv",
+    "defdrop gradvar --model model.pt --payoffs payoff.csv --out gradvar.html"))
 @user_errors
 def gradvar(
     model: Optional[Path] = CheckpointOpt,
@@ -599,23 +958,36 @@ def gradvar(
     weights: Optional[Path] = WeightsOpt,
     model_label: Optional[str] = ModelLabelOpt,
     defense_at: Optional[str] = DefenseAtOpt,
-    test_dropout: str = typer.Option("0.1,0.3,0.5,0.7,0.9", "--test-dropout", help="Test dropout rates r'."),
-    sap: bool = typer.Option(False, "--sap", help="Also sample SAP (draws = number of units)."),
-    samples: int = typer.Option(50, "--samples", help="Gradients S per image and defender (>= 2)."),
-    dims: int = typer.Option(5, "--dims", help="Dimensions D drawn in Figure 4 and summarized on their own."),
-    dim_selection: str = typer.Option("magnitude", "--dim-selection",
-                                      help="magnitude (largest undefended |grad f| per image) or random (--seed)."),
-    images: int = typer.Option(20, "--images", help="The first N test images the undefended model classifies "
-                                                    "correctly; target class (label + 1) mod classes."),
-    kappa: float = typer.Option(0.0, "--kappa", help="C&W confidence kappa in f."),
-    out: Path = typer.Option(Path("gradvar.html"), "--out", help="Self-contained HTML page to write."),
-    csv: Optional[Path] = typer.Option(None, "--csv", help="Also save the statistics table as CSV."),
-    payoffs: Optional[Path] = typer.Option(None, "--payoffs", help="A payoff CSV (defdrop payoff): adds the "
-                                                                   "variance-ASR relation and Figures 3/5."),
     data: Optional[Path] = DataOpt,
     dataset: Optional[str] = DatasetOpt,
-    seed: int = typer.Option(0),
     data_dir: Optional[Path] = DataDirOpt,
+    test_dropout: str = typer.Option("0.1,0.3,0.5,0.7,0.9", "--test-dropout", metavar="R1,R2,...",
+                                     help=TestDropoutHelp, rich_help_panel=DEFENDER_PANEL),
+    sap: bool = typer.Option(False, "--sap", help="Add SAP (draws = number of units) as a defender strategy.",
+                             rich_help_panel=DEFENDER_PANEL),
+    kappa: float = typer.Option(0.0, "--kappa", metavar="VALUE", help=_attack_param_help("kappa", False)
+                                + " Here the confidence in the sampled C&W objective f.",
+                                rich_help_panel=ATTACK_PARAMS_PANEL),
+    grad_samples: int = typer.Option(50, "--grad-samples", metavar="S",
+                                     help="S: sampled gradients per image and defender (>= 2).",
+                                     rich_help_panel=PROTOCOL_PANEL),
+    samples_old: Optional[int] = typer.Option(None, "--samples", hidden=True),
+    n_images: int = typer.Option(20, "--n-images", metavar="N", help=f"{NImagesHelp}; target class (label + 1) mod "
+                                 "classes.", rich_help_panel=PROTOCOL_PANEL),
+    images_old: Optional[int] = typer.Option(None, "--images", hidden=True),
+    dims: int = typer.Option(5, "--dims", metavar="D", help="Dimensions D drawn in Figure 4 and summarized on their "
+                                                            "own.", rich_help_panel=PROTOCOL_PANEL),
+    dim_selection: str = typer.Option("magnitude", "--dim-selection", metavar="magnitude|random",
+                                      help="magnitude (largest undefended |grad f| per image) or random (--seed).",
+                                      rich_help_panel=PROTOCOL_PANEL),
+    seed: int = SeedOpt,
+    out: Path = typer.Option(Path("gradvar.html"), "--out", metavar="HTML", help="Self-contained HTML page to write.",
+                             rich_help_panel=OUTPUT_PANEL),
+    csv: Optional[Path] = typer.Option(None, "--csv", metavar="CSV", help="Also save the statistics table as CSV.",
+                                       rich_help_panel=OUTPUT_PANEL),
+    payoffs: Optional[Path] = typer.Option(None, "--payoffs", metavar="CSV",
+                                           help="A payoff CSV (defdrop payoff): adds the variance-ASR relation and "
+                                                "Figures 3/5.", rich_help_panel=MODEL_PANEL),
     device: str = DeviceOpt,
 ) -> None:
     """Gradient variance under each defender (paper section 3.3, Figure 4): write the page, print the statistics."""
@@ -625,8 +997,16 @@ def gradvar(
     from payoffs.io import atomic_write_text, check_outputs
     from payoffs.parsing import parse_floats
     from payoffs.preflight import check_model
+    from payoffs.registry import ATTACKS
     from payoffs.sources import data_for, open_data
 
+    samples = _at_least(_renamed(grad_samples, "--grad-samples", samples_old, "--samples", 50), "--grad-samples", 2,
+                        " (a variance needs two gradients)")
+    images = _at_least(_renamed(n_images, "--n-images", images_old, "--images", 20), "--n-images")
+    _at_least(dims, "--dims")
+    if dim_selection not in ("magnitude", "random"):
+        raise DefdropError(f"--dim-selection {dim_selection!r} must be magnitude or random")
+    kappa = ATTACKS["cw"].params["kappa"].check(kappa, "--kappa: cw")
     rates = parse_floats(test_dropout, "--test-dropout", low=0.0, high=1.0)
     check_outputs({"--out": out, "--csv": csv}, inputs={"--model": model, "--weights": weights, "--data": data,
                                                         "--payoffs": payoffs})
@@ -639,26 +1019,34 @@ def gradvar(
     slot = check_model(source, test, defense_at, defenders, dev)
     net, split = source.load(dev), test.load_test()
     x, y, target = select_inputs(net, split.x, split.y, images, split.num_classes)
-    result = run_gradvar(net, x, target, defenders, samples=samples, dims=dims, dim_selection=dim_selection,
-                         seed=seed, kappa=kappa, true_labels=y, slot=slot, model_label=source.description.label)
+    with progress_bar() as bar:
+        task = bar.add_task("gradvar: sampled gradients", total=None, unit="gradients")
+        start = time.perf_counter()
+
+        def progress(done: int, total: int, label: str) -> None:
+            bar.update(task, completed=done, total=total)
+            if not bar.console.is_terminal:
+                log_line(f"gradvar: {label} done, {done:,}/{total:,} gradients in {time.perf_counter() - start:.1f} s")
+
+        result = run_gradvar(net, x, target, defenders, samples=samples, dims=dims, dim_selection=dim_selection,
+                             seed=seed, kappa=kappa, true_labels=y, slot=slot, model_label=source.description.label,
+                             progress=progress)
     if csv is not None:  # the small table first: if the page then fails to fit on disk, the numbers are kept
         atomic_write_text(csv, result.table.to_csv(index=False))
     write_gradvar_html(result, out, payoff_df=payoff_df, images=payoff_images)
     rows = summary_table(result)
     title = (f"sampled C&W gradients, {test.name}, model {source.description.label}, defense after {slot}, "
              f"{images} images, S={samples}, D={dims} ({dim_selection}); mean [95% bootstrap interval over images]")
-    table = Table(title=title)
-    for col in rows.columns:
-        table.add_column(str(col))
-    for row in rows.itertuples(index=False):
-        table.add_row(*(str(v) for v in row))
-    console.print(table)
+    print_table(title, [str(c) for c in rows.columns], list(rows.itertuples(index=False)))
     for check in paper_checks(result):
         console.print(f"{check.verdict}: {check.claim}. {check.detail}", highlight=False, markup=False)
     console.print(f"wrote {out}" + (f" and {csv}" if csv is not None else ""), highlight=False, markup=False)
 
 
-@app.command()
+@app.command(epilog=examples(
+    "defdrop audit --model model.pt --test-dropout 0.5 --sap --attack cw --kappa 5 --eot 8 --success-test expected "
+    "--n-images 40 --eval-samples 20 --eot-max 32 --out audit.html",
+    "defdrop audit --model model.pt --attack pgd --eps 0.3 --checks 3,4,7 --json"))
 @user_errors
 def audit(
     model: Optional[Path] = CheckpointOpt,
@@ -666,38 +1054,61 @@ def audit(
     weights: Optional[Path] = WeightsOpt,
     model_label: Optional[str] = ModelLabelOpt,
     defense_at: Optional[str] = DefenseAtOpt,
-    test_dropout: str = typer.Option("0.5", "--test-dropout", help="Test dropout rates r' to audit."),
-    sap: bool = typer.Option(False, "--sap", help="Also audit SAP (one draw per unit)."),
-    sap_draws: Optional[str] = typer.Option(None, "--sap-draws", help="Also audit SAP with these numbers of draws."),
-    attack: str = typer.Option("cw", "--attack", help="The attack: fgsm, jsma, cw or pgd."),
-    kappa: Optional[str] = typer.Option(None, "--kappa", help="C&W confidence kappa."),
-    c: Optional[str] = typer.Option(None, "--c", help="C&W initial constant c."),
-    search_steps: Optional[str] = typer.Option(None, "--search-steps", help="C&W binary-search steps."),
-    iterations: Optional[str] = typer.Option(None, "--iterations", help="C&W Adam iterations per step."),
-    learning_rate: Optional[str] = typer.Option(None, "--learning-rate", help="C&W Adam step size."),
-    eps: Optional[str] = typer.Option(None, "--eps", help="FGSM/PGD Linf budget."),
-    steps: Optional[str] = typer.Option(None, "--steps", help="PGD steps."),
-    eot: str = typer.Option("1", "--eot", help="The attacker's EOT samples per gradient step."),
-    success_test: str = typer.Option("single", "--success-test", help="single (the paper) or expected."),
-    param: Optional[list[str]] = typer.Option(None, "--param", help="Any declared attack parameter as NAME=VALUE "
-                                                                     "(repeatable)."),
-    n_images: int = typer.Option(40, "--n-images", help="Correctly classified test images attacked."),
-    targets: int = typer.Option(1, "--targets", help="Targets per image: (label + j) mod K, j = 1..targets."),
-    eval_samples: int = typer.Option(20, "--eval-samples", help="M fresh defender samples per adversarial example."),
-    eot_max: int = typer.Option(32, "--eot-max", help="Largest k of the EOT-saturation curve (k = 1, 2, 4, ...)."),
-    probe_images: int = typer.Option(100, "--probe-images", help="Images of the forward-only checks (1 and 7)."),
-    setting: Optional[list[str]] = typer.Option(None, "--setting", help="Any audit setting as NAME=VALUE "
-                                                                         "(repeatable), e.g. unbounded_c=1e5."),
-    checks: Optional[str] = typer.Option(None, "--checks", help="Which checks, e.g. 3,4,7 (default: 1-7; the cost "
-                                                                 "of each, check 8, is always recorded)."),
-    seed: int = typer.Option(0),
-    batch_size: int = BatchOpt,
-    out: Path = typer.Option(Path("audit.html"), "--out", help="Page to write; its JSON form goes beside it "
-                                                               "(audit.json)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the JSON instead of the summary."),
     data: Optional[Path] = DataOpt,
     dataset: Optional[str] = DatasetOpt,
     data_dir: Optional[Path] = DataDirOpt,
+    attack: str = typer.Option("cw", "--attack", metavar="ATTACK", help="The attack: fgsm, jsma, cw or pgd.",
+                               rich_help_panel=ATTACKER_PANEL),
+    eot: str = typer.Option("1", "--eot", metavar="K", help="EOT: defender samples averaged per gradient step.",
+                            rich_help_panel=ATTACKER_PANEL),
+    success_test: str = typer.Option("single", "--success-test", metavar="single|expected",
+                                     help="How the attacker judges success while searching: single (the sampled "
+                                          "sub-network, the paper) or expected (the mean of the EOT samples).",
+                                     rich_help_panel=ATTACKER_PANEL),
+    kappa: Optional[str] = _attack_opt("kappa", False),
+    c: Optional[str] = _attack_opt("c", False),
+    search_steps: Optional[str] = _attack_opt("search-steps", False),
+    iterations: Optional[str] = _attack_opt("iterations", False),
+    learning_rate: Optional[str] = _attack_opt("learning-rate", False),
+    eps: Optional[str] = _attack_opt("eps", False),
+    steps: Optional[str] = _attack_opt("steps", False),
+    theta: Optional[str] = _attack_opt("theta", False),
+    gamma: Optional[str] = _attack_opt("gamma", False),
+    param: Optional[list[str]] = typer.Option(None, "--param", metavar="NAME=VALUE",
+                                              help="Any declared attack parameter (repeatable), e.g. --param "
+                                                   "abort_early=false.", rich_help_panel=ATTACK_PARAMS_PANEL),
+    test_dropout: str = typer.Option("0.5", "--test-dropout", metavar="R1,R2,...",
+                                     help="Test dropout rates r' to audit, one defender each.",
+                                     rich_help_panel=DEFENDER_PANEL),
+    sap: bool = typer.Option(False, "--sap", help="Also audit SAP (one draw per unit).",
+                             rich_help_panel=DEFENDER_PANEL),
+    sap_draws: Optional[str] = typer.Option(None, "--sap-draws", metavar="N1,N2,...",
+                                            help="Also audit SAP with these numbers of draws.",
+                                            rich_help_panel=DEFENDER_PANEL),
+    n_images: int = typer.Option(40, "--n-images", metavar="N", help=f"{NImagesHelp}, attacked.",
+                                 rich_help_panel=PROTOCOL_PANEL),
+    targets: int = typer.Option(1, "--targets", metavar="T", help="Targets per image: (label + j) mod K, "
+                                                                  "j = 1..T.", rich_help_panel=PROTOCOL_PANEL),
+    eval_samples: int = typer.Option(20, "--eval-samples", metavar="M", help=f"{EvalSamplesHelp}: here each "
+                                     "adversarial example.", rich_help_panel=PROTOCOL_PANEL),
+    eot_max: int = typer.Option(32, "--eot-max", metavar="K", help="Largest k of the EOT-saturation curve (k = 1, 2, "
+                                                                   "4, ...).", rich_help_panel=PROTOCOL_PANEL),
+    probe_images: int = typer.Option(100, "--probe-images", metavar="N", help="Images of the forward-only checks "
+                                                                             "(1 and 7).",
+                                     rich_help_panel=PROTOCOL_PANEL),
+    setting: Optional[list[str]] = typer.Option(None, "--setting", metavar="NAME=VALUE",
+                                                help="Any audit setting (repeatable), e.g. unbounded_c=1e5.",
+                                                rich_help_panel=PROTOCOL_PANEL),
+    checks: Optional[str] = typer.Option(None, "--checks", metavar="C1,C2,...",
+                                         help="Which checks, e.g. 3,4,7 (default: 1-7; the cost of each, check 8, "
+                                              "is always recorded).", rich_help_panel=PROTOCOL_PANEL),
+    seed: int = SeedOpt,
+    out: Path = typer.Option(Path("audit.html"), "--out", metavar="HTML",
+                             help="Page to write; its JSON form goes beside it (audit.json).",
+                             rich_help_panel=OUTPUT_PANEL),
+    as_json: bool = typer.Option(False, "--json", help="Print the JSON instead of the summary.",
+                                 rich_help_panel=OUTPUT_PANEL),
+    batch_size: int = BatchOpt,
     device: str = DeviceOpt,
 ) -> None:
     """Is the attacker strong enough? The validity checks of a randomized-defense evaluation, per defender."""
@@ -714,11 +1125,12 @@ def audit(
     check_outputs({"--out": out, "its JSON": json_path_for(out)},
                   inputs={"--model": model, "--weights": weights, "--data": data})
     flags = {"kappa": kappa, "initial_c": c, "search_steps": search_steps, "iterations": iterations,
-             "learning_rate": learning_rate, "eps": eps, "steps": steps}
+             "learning_rate": learning_rate, "eps": eps, "steps": steps, "theta": theta, "gamma": gamma}
     params = {name: _split(text) for name, text in flags.items() if text is not None}
     for item in param or []:
         name, value = _name_value(item, "--param")
         params.setdefault(name, []).extend(_split(value))
+    _check_applies([attack.strip()], params)
     attackers = attacker_space([attack.strip()], params, _split(eot), _split(success_test), text=True)
     if len(attackers) != 1:
         raise DefdropError(f"the audit takes one attacker strategy; the options give {len(attackers)}: "
@@ -737,8 +1149,14 @@ def audit(
     slot = check_model(source, test, defense_at, defenders, dev)  # before any work: bad models are one line
     with progress_bar() as bar:
         task = bar.add_task("audit", total=None)
+
+        def log(message: str) -> None:
+            bar.update(task, description=message)
+            if not bar.console.is_terminal:
+                log_line(f"audit: {message}")
+
         evidence, verdict = run_audit(source, defenders, attackers[0], settings=settings, data=test, slot=slot,
-                                      device=dev, log=lambda m: bar.update(task, description=m))
+                                      device=dev, log=log)
     html_path, json_path = write_audit(evidence, verdict, out)
     if as_json:
         typer.echo(_json.dumps(audit_json(evidence, verdict), indent=1, allow_nan=False))

@@ -52,7 +52,7 @@ import itertools
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -334,7 +334,8 @@ def run_gradvar(model: nn.Module, x: torch.Tensor, target: torch.Tensor, defende
                 samples: int = 50, dims: int = 5, dim_selection: str = "magnitude", seed: int = 0,
                 kappa: float = 0.0, batch_size: int = 1000,
                 true_labels: torch.Tensor | None = None, slot: str | None = None,
-                model_label: str | None = None) -> GradVarResult:
+                model_label: str | None = None,
+                progress: Callable[[int, int, str], None] | None = None) -> GradVarResult:
     """Sample S gradients of the C&W objective per input and defender, and summarize them.
 
     ``model``: any classifier giving logits (each defender is placed after its layer ``slot`` with
@@ -343,6 +344,7 @@ def run_gradvar(model: nn.Module, x: torch.Tensor, target: torch.Tensor, defende
     ``target``: (N,) target classes; ``true_labels`` (optional) only label the figures. ``defenders``:
     ``(label, module)`` pairs. The RNG is seeded per defender from ``seed`` (and restored afterwards), so
     results are reproducible on the same device. ``batch_size`` bounds the rows of one forward/backward pass.
+    ``progress(done, total, label)``: gradients sampled so far (N x S per defender) after each defender.
     """
     _validate(x, target, defenders, samples, dims, dim_selection, kappa)
     n, size = len(x), int(np.prod(x.shape[1:]))
@@ -369,6 +371,8 @@ def run_gradvar(model: nn.Module, x: torch.Tensor, target: torch.Tensor, defende
             values[i, k] = grads[i][:, chosen[i]]
             rows.append({"image": i, "defender": label, "defense": kind, "test_dropout": rate,
                          **gradient_statistics(grads[i], chosen[i])})
+        if progress is not None:
+            progress((k + 1) * n * samples, len(defenders) * n * samples, label)
     per_image = pd.DataFrame(rows)
 
     from payoffs.sources import declared_train_dropout

@@ -143,6 +143,8 @@ def build_payoff_table(
     on_done: Callable[[str, int, int, dict], None] | None = None,
     progress_for: Callable[[str], Callable[[int, int], None] | None] | None = None,
     stats: BuildStats | None = None,
+    on_plan: Callable[[dict[str, int], dict[str, int]], None] | None = None,
+    only_cached: bool = False,
 ) -> pd.DataFrame:
     """Evaluate models x defenders x attackers into a DataFrame with :data:`TABLE_COLUMNS`.
 
@@ -154,6 +156,10 @@ def build_payoff_table(
     files of each model's own dataset are. Before any cell runs,
     every model is checked against its data, slot and the defenders (:func:`payoffs.preflight.check_model`). The
     per-image arrays are in ``table.attrs["per_image"]`` (see :func:`write_payoff_table`).
+
+    ``on_plan(to_run, cached)``: before any check or job, the number of jobs to run and found in the cache, per
+    kind (``accuracy``, ``cell``). ``only_cached``: run nothing; the table of the cells already in the cache (a
+    row needs its attack cell and its clean-accuracy cell), e.g. the partial table of an interrupted sweep.
     """
     from payoffs.params import Param
     from payoffs.preflight import check_model
@@ -183,6 +189,13 @@ def build_payoff_table(
                 stats.cached += 1
             else:
                 todo.append((kind, fn, spec))
+    if on_plan is not None:
+        kinds = ("accuracy", "cell")
+        on_plan({k: sum(kind == k for kind, _, _ in todo) for k in kinds},
+                {"accuracy": sum(s.key() in results for s in acc_specs.values()),
+                 "cell": sum(s.key() in results for s in cell_specs.values())})
+    if only_cached:
+        todo = []
     # the checks run here, on CPU where this machine has no GPU and the cells run on a cluster's
     checks_on = "cpu" if str(device).startswith("cuda") and not _cuda_here() else device
     if todo:
@@ -213,10 +226,14 @@ def build_payoff_table(
     rows, cells, accs = [], [], []
     for m in models:
         for d in defenders:
-            acc = results[acc_specs[(m.identity, d)].key()]
+            acc = results.get(acc_specs[(m.identity, d)].key())
+            if acc is None:  # only_cached: not finished yet
+                continue
             accs.append(acc)
             for a in attackers:
-                cell = results[cell_specs[(m.identity, d, a)].key()]
+                cell = results.get(cell_specs[(m.identity, d, a)].key())
+                if cell is None:
+                    continue
                 cells.append(cell)
                 rows.append(_row(m, labels[m.identity], several, slot, datas[m.identity], a, d, cell, acc))
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)

@@ -33,7 +33,7 @@ def test_accuracy_command(tmp_path: Path, small_trained) -> None:
     path = tmp_path / "m.pt"
     save_checkpoint(path, small_trained.model, {"dataset": "mnist-5k", "train_dropout": 0.3})
     result = runner.invoke(app, ["accuracy", "--model", str(path), "--test-dropout", "0,0.5", "--sap",
-                                 "--samples", "2"])
+                                 "--eval-samples", "2"])
     assert result.exit_code == 0, result.output
     assert "dropout[r'=0.5]" in result.output and "sap" in result.output
     bad = runner.invoke(app, ["accuracy", "--model", str(path), "--test-dropout", "0,abc"])
@@ -60,10 +60,10 @@ def test_gradvar_command(tmp_path: Path, small_checkpoint) -> None:
 
     html, csv = tmp_path / "g.html", tmp_path / "s.csv"
     result = runner.invoke(app, ["gradvar", "--model", str(small_checkpoint), "--test-dropout", "0.1,0.5", "--sap",
-                                 "--samples", "5", "--dims", "3", "--images", "2", "--out", str(html),
+                                 "--grad-samples", "5", "--dims", "3", "--n-images", "2", "--out", str(html),
                                  "--csv", str(csv), "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert "dropout[r'=0.5]" in result.output and "sap[frac=1]" in result.output
     assert len(pd.read_csv(csv)) == 3 and html.stat().st_size > 1_000_000
-    bad = runner.invoke(app, ["gradvar", "--model", str(small_checkpoint), "--samples", "1", "--out", str(html)])
+    bad = runner.invoke(app, ["gradvar", "--model", str(small_checkpoint), "--grad-samples", "1", "--out", str(html)])
     assert bad.exit_code == 2 and len(bad.output.strip().splitlines()) == 1

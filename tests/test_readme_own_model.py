@@ -19,9 +19,9 @@ from cli import app
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner(env={"COLUMNS": "200"})
 # Appended to each README command (the last value of an option wins): tiny sizes, same code paths.
-TINY = {"accuracy": ["--samples", "2"],
+TINY = {"accuracy": ["--eval-samples", "2"],
         "payoff": ["--n-images", "2", "--eval-samples", "2", "--search-steps", "1", "--iterations", "5"],
-        "gradvar": ["--samples", "3", "--images", "2", "--dims", "2"],
+        "gradvar": ["--grad-samples", "3", "--n-images", "2", "--dims", "2"],
         "solve": ["--robustness-samples", "10"]}
 TINY_PYTHON = {"n_images=20": "n_images=2", "eval_samples=10": "eval_samples=2", "images=10": "images=2",
                "samples=20": "samples=3"}

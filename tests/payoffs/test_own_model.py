@@ -103,7 +103,7 @@ def test_accuracy_at_two_layers(files, resnet) -> None:
     rows = {}
     for slot in ("block1", "fc1"):
         result = runner.invoke(app, ["accuracy", *_own(files, "--defense-at", slot), "--test-dropout", "0,0.5",
-                                     "--samples", "3", "--device", "cpu"])
+                                     "--eval-samples", "3", "--device", "cpu"])
         assert result.exit_code == 0, result.output
         assert f"defense after {slot}" in result.output and "model resnet" in result.output
         rows[slot] = {line.split()[1]: float(line.split()[3]) for line in result.output.splitlines()
@@ -163,7 +163,7 @@ def test_gradvar_at_two_layers(files, tmp_path) -> None:
     for slot in ("block1", "fc1"):
         csv = tmp_path / f"{slot}.csv"
         result = runner.invoke(app, ["gradvar", *_own(files, "--defense-at", slot, "--model-label", "res8"),
-                                     "--test-dropout", "0.5", "--samples", "4", "--dims", "2", "--images", "3",
+                                     "--test-dropout", "0.5", "--grad-samples", "4", "--dims", "2", "--n-images", "3",
                                      "--device", "cpu", "--out", str(tmp_path / f"{slot}.html"), "--csv", str(csv)])
         assert result.exit_code == 0, result.output
         assert f"model res8, defense after {slot}" in result.output
@@ -283,7 +283,7 @@ def test_bad_input_is_one_line_and_exit_2(files, bad, case: dict, message: str) 
     weights = files["weights"] if weights is None else bad.get(weights, files["folder"] / weights)
     data = bad[case["data"]] if "data" in case else files["data"]
     args = ["accuracy", "--model-factory", case.get("factory", FACTORY), "--weights", str(weights),
-            "--data", str(data), "--test-dropout", "0,0.5", "--samples", "2", "--device", "cpu"]
+            "--data", str(data), "--test-dropout", "0,0.5", "--eval-samples", "2", "--device", "cpu"]
     slot = case.get("slot", "fc1")
     if slot is not None:
         args += ["--defense-at", slot]
@@ -296,7 +296,7 @@ def test_bad_input_is_one_line_and_exit_2(files, bad, case: dict, message: str) 
 
 @pytest.mark.parametrize("command", ["payoff", "gradvar"])
 def test_bad_slot_in_payoff_and_gradvar(files, tmp_path, command: str) -> None:
-    extra = (["--n-images", "2", "--cache-dir", str(tmp_path / "c")] if command == "payoff" else ["--images", "2"])
+    extra = (["--n-images", "2", "--cache-dir", str(tmp_path / "c")] if command == "payoff" else ["--n-images", "2"])
     result = runner.invoke(app, [command, *_own(files, "--defense-at", "fc3"), "--test-dropout", "0.5",
                                  "--out", str(tmp_path / ("x.csv" if command == "payoff" else "x.html")), *extra])
     assert result.exit_code == 2, result.output
