@@ -625,34 +625,30 @@ def _name_value(item: str, option: str) -> tuple[str, str]:
     return name.strip(), value.strip()
 
 
-def _given(*names: str) -> list[str]:
+def _given(ctx: typer.Context, *names: str) -> list[str]:
     """The options among ``names`` (parameter names) that the user typed, as ``--flags``."""
-    import click
-    from click.core import ParameterSource
-
-    ctx = click.get_current_context(silent=True)
-    if ctx is None:
-        return []
     given = []
     for p in ctx.command.params:
-        if p.name in names and ctx.get_parameter_source(p.name) not in (ParameterSource.DEFAULT, None):
+        source = ctx.get_parameter_source(p.name) if p.name in names else None
+        if source is not None and source.name != "DEFAULT":
             given.append(max(p.opts, key=len))
     return given
 
 
-def _check_applies(attacks: list[str], params: dict) -> None:
-    """Every attack parameter given applies to at least one chosen attack, named as the user typed it."""
+def _check_applies(attacks: list[str], params: dict, from_param: set[str] = frozenset()) -> None:
+    """Every attack parameter given applies to at least one chosen attack, named as the user typed it
+    (``from_param``: the names given with ``--param``)."""
     from payoffs.registry import ATTACKS
 
     flag_of = {name: f"--{flag}" for flag, name in ATTACK_FLAGS.items()}
+    if not attacks or any(a not in ATTACKS for a in attacks):
+        return  # an unknown attack: attacker_space names it and its closest matches
     for name in params:
-        if not attacks or any(a not in ATTACKS for a in attacks):
-            return  # an unknown attack: attacker_space names it and its closest matches
         if not any(name in ATTACKS[a].params for a in attacks):
             takes = "; ".join(f"{a} takes " + (", ".join(flag_of.get(n, f"--param {n}=...")
                                                         for n in ATTACKS[a].params.names) or "nothing")
                               for a in attacks)
-            what = flag_of.get(name, f"--param {name}")
+            what = f"--param {name}" if name in from_param else flag_of.get(name, f"--param {name}")
             raise DefdropError(f"{what} does not apply to --attack {','.join(attacks)} ({takes})")
 
 
@@ -772,6 +768,7 @@ def print_payoff(table) -> None:
     "(rerun the same command to resume: finished cells come from --cache-dir)"))
 @user_errors
 def payoff(
+    ctx: typer.Context,
     model: Optional[list[Path]] = typer.Option(None, "--model", metavar="CHECKPOINT",
                                                help="A defdrop checkpoint; repeat for several models (e.g. training "
                                                     "rates).", rich_help_panel=MODEL_PANEL),
@@ -851,7 +848,7 @@ def payoff(
                   dirs={"--cache-dir": cache_dir}, inputs={"--model": model, "--weights": weights, "--data": data,
                                                             "--strategies": strategies})
     if strategies is not None:
-        beside = _given("attack", "eot", "success_test", *(n.replace("-", "_") for n in ATTACK_FLAGS), "param",
+        beside = _given(ctx, "attack", "eot", "success_test", *(n.replace("-", "_") for n in ATTACK_FLAGS), "param",
                         "test_dropout", "sap", "sap_draws")
         if beside:
             raise DefdropError(f"--strategies gives both strategy spaces; drop {', '.join(beside)} (or put them in "
@@ -864,7 +861,7 @@ def payoff(
         for item in param or []:
             name, value = _name_value(item, "--param")
             params.setdefault(name, []).extend(_split(value))
-        _check_applies(_split(attack), params)
+        _check_applies(_split(attack), params, {_name_value(item, "--param")[0] for item in param or []})
         attackers = attacker_space(_split(attack), params, _split(eot), _split(success_test), text=True)
         defenders = defender_space(parse_floats(test_dropout, "--test-dropout", low=0.0, high=1.0), sap,
                                    parse_ints(sap_draws, "--sap-draws", low=1) if sap_draws else [])
@@ -1130,7 +1127,7 @@ def audit(
     for item in param or []:
         name, value = _name_value(item, "--param")
         params.setdefault(name, []).extend(_split(value))
-    _check_applies([attack.strip()], params)
+    _check_applies([attack.strip()], params, {_name_value(item, "--param")[0] for item in param or []})
     attackers = attacker_space([attack.strip()], params, _split(eot), _split(success_test), text=True)
     if len(attackers) != 1:
         raise DefdropError(f"the audit takes one attacker strategy; the options give {len(attackers)}: "
