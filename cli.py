@@ -583,19 +583,24 @@ def reproduce(
     dev = _device(device)
     with open_executor(executor, scheduler, jobs=jobs, threads=worker_threads, device=str(dev),
                        log=_executor_note) as cells_on, progress_bar() as bar:
-        task = bar.add_task("payoff cells", total=None)
+        counts = CellCounts(bar, detailed=False)
 
-        piped = log_when_piped(bar)
+        def train_progress(r: float):
+            task = bar.add_task(f"train r={r:g}", total=None, unit="batches")
+            start = time.perf_counter()
 
-        def done(kind: str, i: int, n: int, record: dict) -> None:
-            bar.update(task, completed=i, total=n)
-            piped(kind, i, n, record)
+            def update(p) -> None:
+                bar.update(task, completed=p.step, total=p.total, description=f"train r={r:g}: {p}")
+                if not bar.console.is_terminal and p.epoch_done:
+                    log_line(f"train r={r:g}: {p} ({time.perf_counter() - start:.1f} s)")
+            return update
 
         html_path, md_path, result = run_study(prof, dataset, out, data_dir=data_dir, jobs=jobs, device=dev,
-                                               batch_size=batch_size, executor=cells_on,
-                                               seed=seed, log=lambda m: bar.console.print(m, highlight=False,
-                                                                                          markup=False),
-                                               on_done=done)
+                                               batch_size=batch_size, executor=cells_on, seed=seed,
+                                               log=lambda m: bar.console.print(m, highlight=False, markup=False,
+                                                                               soft_wrap=True),
+                                               on_done=counts.done, on_plan=counts.plan,
+                                               train_progress=train_progress)
     console.print(md_path.read_text().split("## The paper's tables")[0], markup=False, highlight=False)
     console.print(f"report: {html_path.resolve()}\nmarkdown: {md_path.resolve()}", markup=False, highlight=False)
 
@@ -720,11 +725,15 @@ class CellCounts:
         self.running: int | None = None
 
     def plan(self, to_run: dict[str, int], cached: dict[str, int]) -> None:
+        """Called once per table built (``reproduce`` builds one per sweep): the counts start again."""
         self.todo = dict(to_run)
+        self.finished = {"cell": 0, "accuracy": 0}
         log_line(f"to run: {to_run.get('cell', 0)} attack cells, {to_run.get('accuracy', 0)} clean-accuracy cells "
                  f"(in the cache: {cached.get('cell', 0)} and {cached.get('accuracy', 0)})")
         for kind in ("accuracy", "cell"):
-            if to_run.get(kind):
+            if kind in self.tasks:
+                self.bar.update(self.tasks[kind], total=to_run.get(kind, 0), completed=0)
+            elif to_run.get(kind):
                 self.tasks[kind] = self.bar.add_task(f"{KIND_LABELS[kind]}s", total=to_run[kind], unit="cells")
 
     def done(self, kind: str, i: int, n: int, record: dict) -> None:

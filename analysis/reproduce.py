@@ -168,8 +168,9 @@ def machine_description(device: str) -> str:
 
 
 def train_models(profile: Profile, dataset: str, out_dir: Path, data_dir: Path | None, device: torch.device,
-                 seed: int, log: Log) -> dict[float, Path]:
-    """Stage 1: one checkpoint per training rate, reused when already there."""
+                 seed: int, log: Log, progress=None) -> dict[float, Path]:
+    """Stage 1: one checkpoint per training rate, reused when already there. ``progress(r)``: the training
+    progress callback for rate r (see :func:`payoffs.training.train`), if any."""
     paths: dict[float, Path] = {}
     data = None
     for r in profile.train_rates:
@@ -179,7 +180,8 @@ def train_models(profile: Profile, dataset: str, out_dir: Path, data_dir: Path |
             log(f"model r={r:g}: reusing {path}")
         else:
             data = data or load_dataset(dataset, data_dir)
-            result = train(data, TrainConfig(train_dropout=r, epochs=profile.epochs, seed=seed), device)
+            result = train(data, TrainConfig(train_dropout=r, epochs=profile.epochs, seed=seed), device,
+                           progress=progress(r) if progress is not None else None)
             save_checkpoint(path, result.model, {
                 "dataset": dataset, "train_dropout": r, "epochs": profile.epochs, "seed": seed,
                 "test_accuracy": result.test_accuracy, "seconds_per_epoch": result.seconds_per_epoch,
@@ -202,22 +204,68 @@ def prefix_defenders(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def run_payoffs(profile: Profile, models: dict[float, Path], out_dir: Path, seed: int, jobs: int, device: str,
-                on_done=None, batch_size: int = 900, executor: Executor | None = None) -> pd.DataFrame:
+                on_done=None, batch_size: int = 900, executor: Executor | None = None, *, on_plan=None,
+                log: Log | None = None) -> pd.DataFrame:
     """Stage 2: every sweep's paper and adaptive attackers against every defender, one cached cell at a time
-    (by ``executor``, e.g. a :class:`payoffs.dask_executor.DaskExecutor`, or ``jobs`` local processes)."""
+    (by ``executor``, e.g. a :class:`payoffs.dask_executor.DaskExecutor`, or ``jobs`` local processes).
+    ``on_plan``/``on_done``: as :func:`payoffs.table.build_payoff_table`'s, per sweep. Interrupted (Ctrl-C,
+    SIGTERM), it writes the table of the finished cells, ``tables/payoff.partial.csv``, before passing it on."""
     frames = []
-    for sweep in profile.sweeps:
-        refs = load_model_refs([models[r] for r in sweep.train_rates])
-        attackers = [f(a, profile) for a in sweep.attacks for f in (paper_attacker, adaptive_attacker)]
-        frames.append(build_payoff_table(refs, attackers, defenders(profile), n_images=profile.n_images,
-                                         eval_samples=profile.eval_samples, seed=seed,
-                                         cache_dir=out_dir / "cache", jobs=jobs, device=device, on_done=on_done,
-                                         batch_size=batch_size, executor=executor))
+    try:
+        for sweep in profile.sweeps:
+            refs, attackers = _sweep_space(profile, models, sweep)
+            frames.append(build_payoff_table(refs, attackers, defenders(profile), n_images=profile.n_images,
+                                             eval_samples=profile.eval_samples, seed=seed,
+                                             cache_dir=out_dir / "cache", jobs=jobs, device=device,
+                                             on_done=on_done, on_plan=on_plan, batch_size=batch_size,
+                                             executor=executor))
+    except KeyboardInterrupt:
+        write_partial_payoffs(profile, models, out_dir, seed, device, batch_size, log)
+        raise
+    for path in (partial_payoff_path(out_dir), partial_payoff_path(out_dir).with_suffix(".images.npz")):
+        path.unlink(missing_ok=True)  # superseded by the complete table
+    return _merge_sweeps(frames)
+
+
+def _sweep_space(profile: Profile, models: dict[float, Path], sweep) -> tuple[list, list]:
+    refs = load_model_refs([models[r] for r in sweep.train_rates])
+    return refs, [f(a, profile) for a in sweep.attacks for f in (paper_attacker, adaptive_attacker)]
+
+
+def _merge_sweeps(frames: list[pd.DataFrame]) -> pd.DataFrame:
     from payoffs.table import PerImage
 
     table = pd.concat(frames, ignore_index=True)[TABLE_COLUMNS]
     table.attrs["per_image"] = PerImage.merge([f.attrs.get("per_image") for f in frames])
     return prefix_defenders(table)
+
+
+def partial_payoff_path(out_dir: Path) -> Path:
+    return Path(out_dir) / "tables" / "payoff.partial.csv"
+
+
+def write_partial_payoffs(profile: Profile, models: dict[float, Path], out_dir: Path, seed: int, device: str,
+                          batch_size: int = 900, log: Log | None = None) -> Path | None:
+    """The payoff table of the cells already in the cache (nothing runs), with its per-image sidecar."""
+    from payoffs.table import write_per_image
+
+    frames, total = [], 0
+    for sweep in profile.sweeps:
+        refs, attackers = _sweep_space(profile, models, sweep)
+        total += len(refs) * len(attackers) * len(defenders(profile))
+        frames.append(build_payoff_table(refs, attackers, defenders(profile), n_images=profile.n_images,
+                                         eval_samples=profile.eval_samples, seed=seed, cache_dir=out_dir / "cache",
+                                         device=device, batch_size=batch_size, only_cached=True))
+    table = _merge_sweeps(frames)
+    if not len(table):
+        return None
+    path = partial_payoff_path(out_dir)
+    path.parent.mkdir(exist_ok=True)
+    write_per_image(table, path)
+    write_csv(path, table)
+    if log is not None:
+        log(f"wrote the partial table of the {len(table)} finished of {total} attack cells: {path}")
+    return path
 
 
 def settings_json(result: StudyResult) -> dict:
@@ -433,7 +481,8 @@ def _fmt_pct(v) -> str:
 def run_study(profile: Profile, dataset: str, out_dir: Path, *, data_dir: Path | None = None, jobs: int = 1,
               device: torch.device | str = "cpu", seed: int = 0, log: Log = print, on_done=None,
               gradvar: bool = True, batch_size: int = 900,
-              executor: Executor | None = None) -> tuple[Path, Path, StudyResult]:
+              executor: Executor | None = None, on_plan=None,
+              train_progress=None) -> tuple[Path, Path, StudyResult]:
     """All stages; returns (report.html, report.md, result). Every finished cell is cached under ``out_dir``.
     Payoff cells run on ``executor`` when given (e.g. a Dask cluster), else in ``jobs`` local processes;
     training and the gradient statistics run here."""
@@ -445,7 +494,7 @@ def run_study(profile: Profile, dataset: str, out_dir: Path, *, data_dir: Path |
     out_dir.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
     t0 = now()
-    models = train_models(profile, dataset, out_dir, data_dir, device, seed, log)
+    models = train_models(profile, dataset, out_dir, data_dir, device, seed, log, progress=train_progress)
     seconds["training"] = now() - t0
     data = load_dataset(dataset, data_dir)
     meta = []
@@ -455,7 +504,8 @@ def run_study(profile: Profile, dataset: str, out_dir: Path, *, data_dir: Path |
                      "n_train": len(data.x_train), "n_test": len(data.x_test)})
     t0 = now()
     log(f"payoff sweeps: cache {out_dir / 'cache'}")
-    table = run_payoffs(profile, models, out_dir, seed, jobs, str(device), on_done, batch_size, executor)
+    table = run_payoffs(profile, models, out_dir, seed, jobs, str(device), on_done, batch_size, executor,
+                        on_plan=on_plan, log=log)
     seconds["payoffs"] = now() - t0
     (out_dir / "tables").mkdir(exist_ok=True)
     from payoffs.table import write_per_image

@@ -29,9 +29,11 @@ def smoke_run(small_checkpoint, tmp_path_factory) -> Path:
                                                             "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert "report.html" in result.output
-    # Not a terminal: one log line per finished job (3 clean accuracies + 1 model x 3 defenders x 4 attackers).
+    # Not a terminal: one log line per finished job (3 clean accuracies + 1 model x 3 defenders x 4 attackers),
+    # each kind counted on its own.
     lines = [line for line in result.output.splitlines() if line.startswith("[")]
-    assert len(lines) == 15 and lines[-1].startswith("[15/15] ")
+    assert len(lines) == 15 and lines[2].startswith("[3/3] clean-accuracy cell") and lines[-1].startswith("[12/12] ")
+    assert "to run: 12 attack cells, 3 clean-accuracy cells" in result.output
     assert any(line.startswith("[") and " cell cw" in line and "vs dropout" in line and "ASR" in line
                for line in lines), lines
     return out
