@@ -99,7 +99,8 @@ def user_errors(fn: Callable) -> Callable:
 
 
 class CountColumn(ProgressColumn):
-    """``3/10 images``: done, total (``?`` while unknown) and the task's unit."""
+    """``3/10 images``: done, total and the task's unit (only the count while the total is unknown; nothing
+    before the first step, rather than rich's ``0/?``)."""
 
     def render(self, task) -> Text:
         unit = task.fields.get("unit", "")
@@ -176,17 +177,9 @@ def cell_line(kind: str, i: int, n: int, record: dict) -> str:
 
     what = record.get("attacker", "") + (" vs " if "attacker" in record else "") + record.get("defender", "")
     name, value = headline(record)
-    result = f"{name} {_percent(value)}"
+    result = f"{name} {_percent(value, 1 if name == 'ASR' else 2)}"
     model = f" ({record['model_label']})" if record.get("model_label") else ""
     return f"[{i}/{n}] {kind} {what}{model}: {result} in {record.get('seconds', float('nan')):.1f} s"
-
-
-def log_when_piped(bar: Progress | LogProgress) -> Callable[[str, int, int, dict], None]:
-    """``on_done`` that also prints :func:`cell_line` when stderr is not a terminal."""
-    def on_done(kind: str, i: int, n: int, record: dict) -> None:
-        if not bar.console.is_terminal:
-            log_line(cell_line(kind, i, n, record))
-    return on_done
 
 
 def _warn_oversubscription(jobs: int) -> None:
@@ -531,16 +524,17 @@ def accuracy(
             bar.remove_task(task)
             bar.update(overall, completed=i)
             if not bar.console.is_terminal:
-                log_line(f"[{i}/{len(defenders)}] accuracy {d.id}: {_percent(est.mean)} on {len(split.x)} images x "
-                         f"M={eval_samples} in {time.perf_counter() - start:.1f} s")
-            rows.append((d.id, _percent(est.mean), f"[{_percent(est.low)}, {_percent(est.high)}]"))
+                log_line(f"[{i}/{len(defenders)}] accuracy {d.id}: {_percent(est.mean, 2)} on {len(split.x)} images "
+                         f"x M={eval_samples} in {time.perf_counter() - start:.1f} s")
+            rows.append((d.id, _percent(est.mean, 2), f"[{_percent(est.low, 2)}, {_percent(est.high, 2)}]"))
     print_table(f"clean accuracy, {test.name} test split ({len(split.x)} images), model {source.description.label}, "
                 f"defense after {slot}, M={eval_samples}", ("defender", "accuracy", "95% interval"), rows)
 
 
-def _percent(value: float) -> str:
-    """A rate for a person to read: ``97.1%`` (CSV files keep fractions)."""
-    return "-" if value != value else f"{100 * value:.1f}%"
+def _percent(value: float, decimals: int = 1) -> str:
+    """A rate for a person to read: ``97.1%`` (CSV files keep fractions). Clean accuracy takes 2 decimals: one
+    image of a 10,000-image test split is 0.01%, and accuracy budgets are fractions of a point."""
+    return "-" if value != value else f"{100 * value:.{decimals}f}%"
 
 
 @app.command(epilog=examples(
@@ -761,7 +755,7 @@ def print_payoff(table) -> None:
     """The table as a person reads it: rates in percent with their intervals, L2 to 3 significant digits."""
     rows = [(r.attacker, r.defender, f"{_percent(r.asr)} [{_percent(r.asr_low)}, {_percent(r.asr_high)}]",
              _percent(r.asr_majority), "-" if r.l2_mean != r.l2_mean else f"{r.l2_mean:.3g}",
-             _percent(r.clean_accuracy), f"{int(r.forwards):,}", f"{int(r.backwards):,}")
+             _percent(r.clean_accuracy, 2), f"{int(r.forwards):,}", f"{int(r.backwards):,}")
             for r in table.itertuples(index=False)]
     print_table("payoff table (ASR: mean share of the M samples that say the target; 95% intervals over images)",
                 ("attacker", "defender", "ASR [95% interval]", "ASR (majority)", "L2 (successful)",

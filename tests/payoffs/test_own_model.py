@@ -106,8 +106,8 @@ def test_accuracy_at_two_layers(files, resnet) -> None:
                                      "--eval-samples", "3", "--device", "cpu"])
         assert result.exit_code == 0, result.output
         assert f"defense after {slot}" in result.output and "model resnet" in result.output
-        rows[slot] = {line.split()[1]: float(line.split()[3]) for line in result.output.splitlines()
-                      if line.startswith("│ none") or line.startswith("│ dropout")}
+        rows[slot] = {line.split()[0]: float(line.split()[1].rstrip("%")) / 100
+                      for line in result.output.splitlines() if line.startswith(("none ", "dropout"))}
     # Undefended: the network's own accuracy, wherever the (empty) slot is; defended: the slot matters.
     assert rows["block1"]["none"] == rows["fc1"]["none"] == pytest.approx(plain, abs=5e-5)
     assert rows["block1"]["dropout[r'=0.5]"] != rows["fc1"]["dropout[r'=0.5]"]
