@@ -687,9 +687,9 @@ def _remove_stale_partial(partial: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _check_before_cluster(refs, test, slot, defenders, n_images: int, data_dir, device: str) -> None:
-    """The table's own checks (model, slot, defenders, enough correctly classified images), before a cluster
-    starts: on CPU where this machine has no GPU."""
+def _check_before_work(refs, test, slot, defenders, n_images: int, data_dir, device: str) -> None:
+    """The payoff table's own checks (data, model, slot, defenders, enough correctly classified images), before
+    anything runs or a cluster starts: on CPU where this machine has no GPU."""
     import torch
 
     from payoffs.preflight import check_model
@@ -872,9 +872,8 @@ def payoff(
     _check_model_options(model or [], model_factory, weights or [], model_label or [], data, dataset, data_dir)
     refs = open_models(model or [], model_factory, weights or [], model_label or [], dataset)
     test = open_data(data, dataset, data_dir)
-    if executor == "dask" or (scheduler is not None and executor is None):
-        # locally the table's own checks come before any cell; a cluster is work to start: check before it
-        _check_before_cluster(refs, test, defense_at, defenders, n_images, data_dir, dev)
+    # the table's own checks, here before the plan is announced and before a cluster starts (a second, cheap run)
+    _check_before_work(refs, test, defense_at, defenders, n_images, data_dir, dev)
     n_models, n_def, n_att = len(refs), len(defenders), len(attackers)
     console.print(f"{n_models} model(s) x {n_def} defender(s) x {n_att} attacker(s) = {n_models * n_def * n_att} "
                   f"attack cells, and {n_models * n_def} clean-accuracy cells (one per model and defender); "

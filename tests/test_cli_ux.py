@@ -117,6 +117,7 @@ def test_too_many_images_fail_before_any_cell(small_checkpoint, tmp_path) -> Non
     result = runner.invoke(app, _payoff(small_checkpoint, tmp_path, "--n-images", "5000"))
     assert result.exit_code == 2, result.output
     assert "5000 images requested" in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output  # before the plan is even announced
     assert not any((tmp_path / "cache").rglob("*.json"))  # not even a clean-accuracy cell ran
 
 
@@ -221,3 +222,21 @@ def test_deprecated_alias_still_works(small_checkpoint, tmp_path) -> None:
     assert "--samples is deprecated; it is now --eval-samples" in result.output and "M=1" in result.output
     both = runner.invoke(app, ["accuracy", "--model", str(small_checkpoint), "--samples", "1", "--eval-samples", "3"])
     assert both.exit_code == 2 and "not both" in both.output
+
+
+@pytest.mark.parametrize("command", ["accuracy", "payoff", "audit", "gradvar"])
+def test_data_dir_is_honoured_by_every_command_that_reads_data(command, small_trained, tmp_path) -> None:
+    """A checkpoint of a dataset whose files live elsewhere: --data-dir is where every command looks."""
+    from payoffs.checkpoint import save_checkpoint
+
+    checkpoint = tmp_path / "mnist.pt"
+    save_checkpoint(checkpoint, small_trained.model, {"dataset": "mnist", "train_dropout": 0.3})
+    where = tmp_path / "my-mnist-files"
+    result = runner.invoke(app, [command, "--model", str(checkpoint), "--data-dir", str(where), "--device", "cpu",
+                                 "--out", str(tmp_path / ("o.csv" if command == "payoff" else "o.html")),
+                                 *(["--cache-dir", str(tmp_path / "cache")] if command == "payoff" else [])]
+                           if command != "accuracy" else
+                           [command, "--model", str(checkpoint), "--data-dir", str(where), "--device", "cpu"])
+    assert result.exit_code == 2, result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    assert f"{where}: data directory does not exist" in result.output
