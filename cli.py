@@ -563,13 +563,14 @@ def reproduce(
 ) -> None:
     """The paper end to end: train, payoff sweeps (paper and adaptive attackers), artefacts, games, report."""
     from analysis.reproduce import check_profile, run_study
-    from payoffs.dask_executor import open_executor
+    from payoffs.dask_executor import check_executor_options, open_executor
     from payoffs.data import DATASETS
     from payoffs.io import check_outputs
 
     prof = check_profile(profile)
-    if jobs < 1:
-        raise DefdropError(f"--jobs {jobs} must be at least 1")
+    for flag, value in (("--jobs", jobs), ("--batch-size", batch_size), ("--worker-threads", worker_threads)):
+        _at_least(value, flag)
+    check_executor_options(executor, scheduler, jobs)
     _warn_oversubscription(jobs)
     if dataset not in DATASETS:
         raise DefdropError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
@@ -834,7 +835,7 @@ def payoff(
     import time as _time
 
     from gameplay.strategies import attacker_space, defender_space, spaces_from_toml
-    from payoffs.dask_executor import open_executor
+    from payoffs.dask_executor import check_executor_options, open_executor
     from payoffs.io import check_outputs
     from payoffs.parsing import parse_floats, parse_ints
     from payoffs.sources import open_data, open_models
@@ -843,6 +844,7 @@ def payoff(
     for flag, value in (("--jobs", jobs), ("--n-images", n_images), ("--eval-samples", eval_samples),
                         ("--batch-size", batch_size), ("--worker-threads", worker_threads)):
         _at_least(value, flag)
+    check_executor_options(executor, scheduler, jobs)
     _warn_oversubscription(jobs)
     partial = partial_path(out)
     check_outputs({**{("--out" if role == "CSV" else f"its {role}"): path

@@ -444,6 +444,20 @@ EXECUTORS = ("local", "dask")
 
 
 @contextlib.contextmanager
+def check_executor_options(kind: str | None, scheduler: str | None, jobs: int = 1) -> str:
+    """The executor the options name (``local`` or ``dask``), their combination checked; nothing is contacted,
+    so a command can check them before any work."""
+    kind = kind if kind is not None else ("dask" if scheduler is not None else "local")
+    if kind not in EXECUTORS:
+        raise DefdropError(f"unknown executor {kind!r}; choose one of {', '.join(EXECUTORS)}")
+    if kind == "local" and scheduler is not None:
+        raise DefdropError("--scheduler needs --executor dask (the local executor runs processes here)")
+    if kind == "dask" and scheduler is not None and jobs > 1:
+        raise DefdropError(f"--jobs {jobs} sizes local processes; with --scheduler the cluster's workers run the "
+                           f"cells: drop --jobs")
+    return kind
+
+
 def open_executor(kind: str | None = None, scheduler: str | None = None, *, jobs: int = 1, threads: int = 1,
                   device: str = "cpu", log: Callable[[str], None] | None = None) -> Iterator[DaskExecutor | None]:
     """The executor the ``--executor``/``--scheduler``/``--jobs`` options name, open for the ``with`` block.
@@ -453,17 +467,10 @@ def open_executor(kind: str | None = None, scheduler: str | None = None, *, jobs
     ``jobs`` workers when ``jobs > 1``, else one per core; ``threads`` torch threads per cell; ``device`` cuda
     gives a local cluster's workers the ``GPU`` resource that cells on cuda request.
     """
-    kind = kind if kind is not None else ("dask" if scheduler is not None else "local")
-    if kind not in EXECUTORS:
-        raise DefdropError(f"unknown executor {kind!r}; choose one of {', '.join(EXECUTORS)}")
+    kind = check_executor_options(kind, scheduler, jobs)
     if kind == "local":
-        if scheduler is not None:
-            raise DefdropError("--scheduler needs --executor dask (the local executor runs processes here)")
         yield None
         return
-    if scheduler is not None and jobs > 1:
-        raise DefdropError(f"--jobs {jobs} sizes local processes; with --scheduler the cluster's workers run the "
-                           f"cells: drop --jobs")
     with DaskExecutor(scheduler, n_workers=jobs if jobs > 1 else None, threads=threads,
                       gpu_workers=str(device).startswith("cuda"), log=log) as executor:
         yield executor

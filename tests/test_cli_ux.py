@@ -240,3 +240,16 @@ def test_data_dir_is_honoured_by_every_command_that_reads_data(command, small_tr
     assert result.exit_code == 2, result.output
     assert len(result.output.strip().splitlines()) == 1, result.output
     assert f"{where}: data directory does not exist" in result.output
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--executor", "spark"], "unknown executor 'spark'"),
+    (["--executor", "local", "--scheduler", "tcp://127.0.0.1:8786"], "--scheduler needs --executor dask"),
+    (["--jobs", "0"], "--jobs 0 must be at least 1"),
+])
+def test_executor_options_are_checked_before_the_model_is_opened(args, message, tmp_path) -> None:
+    for command in ("payoff", "reproduce"):
+        model = ["--model", str(tmp_path / "no-such-model.pt")] if command == "payoff" else []
+        result = runner.invoke(app, [command, *model, *args, "--out", str(tmp_path / command)])
+        assert result.exit_code == 2, result.output
+        assert len(result.output.strip().splitlines()) == 1 and message in result.output, result.output
