@@ -443,7 +443,6 @@ class DaskExecutor:
 EXECUTORS = ("local", "dask")
 
 
-@contextlib.contextmanager
 def check_executor_options(kind: str | None, scheduler: str | None, jobs: int = 1) -> str:
     """The executor the options name (``local`` or ``dask``), their combination checked; nothing is contacted,
     so a command can check them before any work."""
@@ -458,6 +457,7 @@ def check_executor_options(kind: str | None, scheduler: str | None, jobs: int = 
     return kind
 
 
+@contextlib.contextmanager
 def open_executor(kind: str | None = None, scheduler: str | None = None, *, jobs: int = 1, threads: int = 1,
                   device: str = "cpu", log: Callable[[str], None] | None = None) -> Iterator[DaskExecutor | None]:
     """The executor the ``--executor``/``--scheduler``/``--jobs`` options name, open for the ``with`` block.
