@@ -190,10 +190,8 @@ def build_payoff_table(
             else:
                 todo.append((kind, fn, spec))
     if on_plan is not None:
-        kinds = ("accuracy", "cell")
-        on_plan({k: sum(kind == k for kind, _, _ in todo) for k in kinds},
-                {"accuracy": sum(s.key() in results for s in acc_specs.values()),
-                 "cell": sum(s.key() in results for s in cell_specs.values())})
+        to_run = {k: sum(kind == k for kind, _, _ in todo) for k in ("accuracy", "cell")}
+        on_plan(to_run, {"accuracy": len(acc_specs) - to_run["accuracy"], "cell": len(cell_specs) - to_run["cell"]})
     if only_cached:
         todo = []
     # the checks run here, on CPU where this machine has no GPU and the cells run on a cluster's
