@@ -8,16 +8,66 @@ import math
 
 import numpy as np
 
+from gameplay.rules import DEFAULT_BUDGET_SOURCE
 from gameplay.solve import Note, Recommendation, SolveReport
 
 
-def headline(rec: Recommendation) -> str:
+def action(rec: Recommendation) -> str:
     """``deploy <defender>`` or ``randomize per query: <defender> p, ...``."""
     if not rec.mix:
         return "no recommendation"
     if not rec.mixed:
         return f"deploy {rec.mix[0][0]}"
     return "randomize per query: " + ", ".join(f"{label} {_pct(p)}" for label, p in rec.mix)
+
+
+def _points(v: float) -> str:
+    """A difference of two percentages in percentage points, 3 significant digits at most, no sign."""
+    v = abs(100 * v)
+    if v < 0.005:
+        return "0 points"
+    text = f"{v:.1f}" if v >= 1 else f"{v:.2g}"
+    return f"{text} points"
+
+
+def _budget_points(eps: float) -> str:
+    """An accuracy budget as the user wrote it, in points (0.01 -> "1 point")."""
+    v = round(100 * eps, 6)
+    return f"{v:g} point{'' if v == 1 else 's'}"
+
+
+def budget_text(rec: Recommendation) -> str:
+    """The accuracy budget the recommendation was chosen under, and where it comes from."""
+    if rec.accuracy_budget is None:
+        return "no accuracy budget (--max-accuracy-drop none)"
+    limit = f"drop below {_budget_points(rec.accuracy_budget)}"
+    if rec.budget_source == "default":
+        return f"default accuracy budget: {limit}, {DEFAULT_BUDGET_SOURCE}"
+    return f"accuracy budget: {limit}"
+
+
+def accuracy_cost(rec: Recommendation) -> str:
+    """What the recommendation costs in clean accuracy: its (expected) accuracy and the drop from the undefended
+    reference, in percent and percentage points."""
+    if not rec.mix or not math.isfinite(rec.accuracy):
+        return "clean accuracy unknown"
+    avg = " on average" if rec.mixed else ""
+    drop = rec.accuracy_drop
+    side = "below" if drop >= 0 else "above"
+    ref = f"the undefended {_pct(rec.reference_accuracy)}" if rec.reference_accuracy is not None else \
+        "each model's undefended accuracy"
+    text = f"clean accuracy {_pct(rec.accuracy)}{avg}, {_points(drop)} {side} {ref}"
+    if rec.mixed and rec.accuracy_drop_max > drop + 1e-9:
+        text += f" (at most {_points(rec.accuracy_drop_max)})"
+    return text
+
+
+def headline(rec: Recommendation) -> str:
+    """The decision in one line, never without its price: what to deploy, the clean accuracy it keeps and loses,
+    and the accuracy budget it was chosen under (the line every output prints in bold)."""
+    if not rec.mix:
+        return "no recommendation"
+    return f"{action(rec)}: {accuracy_cost(rec)}; {budget_text(rec)}"
 
 
 def reasons(report: SolveReport) -> list[str]:
@@ -161,8 +211,8 @@ def solve_markdown(r: SolveReport) -> str:
     m, n = len(r.game_rows), len(r.attackers)
     eps = p["max_accuracy_drop"]
     out = [f"# defdrop solve: {r.source}", ""]
-    constraint = (f"accuracy drop below {_pct(eps)} (epsilon = {eps:g}); {len(r.removed)} of {len(r.defenders)} "
-                  "defender strategies removed" if eps is not None else "no accuracy constraint")
+    constraint = (f"{budget_text(rec)} (epsilon = {eps:g}); {len(r.removed)} of {len(r.defenders)} "
+                  "defender strategies removed" if eps is not None else budget_text(rec))
     out.append(f"Game: {m} defender x {n} attacker strategies, **{r.kind}** (mu = {p['mu']:g}, lambda = "
                f"{p['lam']:g}); {constraint}.")
     out.append("Attacker utility: ASR" + (f" - {p['mu']:g} x L2 paid per attack" if p["mu"] else "")
