@@ -156,8 +156,19 @@ def note_text(note: Note) -> str:
         return "no Nash equilibrium passed the regret check within the time limit."
     if note.code == "removed":
         labels = list(g("labels", ()))
-        return (f"{len(labels)} defender strateg{'y' if len(labels) == 1 else 'ies'} exceed the accuracy "
+        return (f"{len(labels)} defender strateg{'y exceeds' if len(labels) == 1 else 'ies exceed'} the accuracy "
                 f"constraint and are not in the game: {', '.join(labels)}.")
+    if note.code == "columns_filled":
+        cols = list(g("columns", ()))
+        return (f"the table lacks the column(s) {', '.join(cols)}: each strategy's attack, EOT, success test, kappa, "
+                "defense and r' are read from its id, a missing model column makes it one model's, and missing "
+                "intervals and L2 are unknown.")
+    if note.code == "intervals_unknown":
+        return (f"the table gives no 95% interval for {g('cells')} ASR cell(s) and {g('accuracies')} clean "
+                "accuracy(ies): those intervals are unknown (shown as \"unknown\"), and nothing below rests on them.")
+    if note.code == "robustness_skipped":
+        return ("robustness: skipped, because the table has neither intervals nor per-image data to resample; how "
+                "sure the recommendation is, is unknown.")
     if note.code == "no_adaptive_attacker":
         return "no attacker in the table is adaptive; against a randomized defense the values may be optimistic."
     return note.code
@@ -210,7 +221,8 @@ def solve_markdown(r: SolveReport) -> str:
     rec = r.recommendation
     m, n = len(r.game_rows), len(r.attackers)
     eps = p["max_accuracy_drop"]
-    out = [f"# defdrop solve: {r.source}", ""]
+    picked = ", ".join(f"{k} {v}" for k, v in (("model", p.get("model")), ("game", p.get("game"))) if v)
+    out = [f"# defdrop solve: {r.source}" + (f" ({picked})" if picked else ""), ""]
     constraint = (f"{budget_text(rec)} (epsilon = {eps:g}); {len(r.removed)} of {len(r.defenders)} "
                   "defender strategies removed" if eps is not None else budget_text(rec))
     out.append(f"Game: {m} defender x {n} attacker strategies, **{r.kind}** (mu = {p['mu']:g}, lambda = "
@@ -219,7 +231,8 @@ def solve_markdown(r: SolveReport) -> str:
                + "; defender utility: -ASR" + (f" - {p['lam']:g} x accuracy drop" if p["lam"] else "")
                + " (L2 earns the defender nothing here; the paper counts a larger L2 as a stronger defense).")
     for ref in r.references:
-        out.append(f"Reference (undefended) accuracy of model {ref.model_name} (weights {ref.model[:12]}): "
+        weights = f" (weights {ref.model[:12]})" if ref.model[:12] != ref.model_name else ""
+        out.append(f"Reference (undefended) accuracy of model {ref.model_name}{weights}: "
                    f"{_pct(ref.accuracy)}, from the {ref.source}.")
     out += ["", "## Recommendation", "", f"**{headline(rec)}** ({rec.solver}); worst-case expected ASR "
             f"{_pct(rec.worst_case_asr)} ({rec.worst_attacker}).", ""]

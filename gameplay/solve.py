@@ -93,7 +93,8 @@ class Note:
     """Something the reader of a decision should know, as a code and its values (``analysis.solve_text`` words it):
     ``reference_fallback`` (model, source), ``l2_paid`` (source), ``algorithm1_not_run``,
     ``algorithm1_no_undefended_row``, ``nash_time_limit`` (timed_out, labels), ``nash_none``, ``removed``
-    (labels), ``no_adaptive_attacker``."""
+    (labels), ``no_adaptive_attacker``, ``columns_filled`` (columns), ``intervals_unknown`` (cells, accuracies),
+    ``robustness_skipped`` (reason)."""
 
     code: str
     values: tuple[tuple[str, object], ...] = ()
@@ -281,13 +282,15 @@ def _check_request(max_accuracy_drop: Budget, solver: str, mu: float, lam: float
 
 
 def solve_payoff_csv(path: str | Path, *, max_accuracy_drop: Budget = DEFAULT, solver: str = "all",
-                     mu: float = 0.0, lam: float = 0.0, robustness_samples: int = 200, seed: int = 0) -> SolveReport:
-    """Read a payoff CSV, build the game and run the chosen solvers; every input problem is a ``DefdropError``.
+                     mu: float = 0.0, lam: float = 0.0, robustness_samples: int = 200, seed: int = 0,
+                     model: str | None = None, game: str | None = None) -> SolveReport:
+    """Read a payoff CSV, take one game of it (``model``, ``game``: :func:`gameplay.table.select_game`), build
+    the game and run the chosen solvers; every input problem is a ``DefdropError``.
 
     ``max_accuracy_drop``: epsilon as a fraction; :data:`DEFAULT` (the default) is the paper's 1 point, None
     lifts the limit (the report then still states what the recommendation costs)."""
     _check_request(max_accuracy_drop, solver, mu, lam, robustness_samples)
-    return solve_table(read_payoff_csv(path), max_accuracy_drop=max_accuracy_drop,
+    return solve_table(read_payoff_csv(path, model=model, game=game), max_accuracy_drop=max_accuracy_drop,
                        solver=solver, mu=mu, lam=lam, robustness_samples=robustness_samples, seed=seed)
 
 
@@ -312,11 +315,15 @@ def solve_table(table: PayoffTable, *, max_accuracy_drop: Budget = DEFAULT, solv
     nash = timed("nash", lambda: game.nash(**NASH_OPTIONS)) if "nash" in run else None
     stack = timed("stackelberg", game.stackelberg) if "stackelberg" in run else None
     rob = None
-    if robustness_samples > 0 and run & {"minimax", "algorithm1"}:
+    can_resample = table.images is not None or table.intervals_known
+    if robustness_samples > 0 and run & {"minimax", "algorithm1"} and can_resample:
         rob = timed("robustness", lambda: game.robustness(samples=robustness_samples, seed=seed))
 
     notes = _notes(table, game, mu, max_accuracy_drop, alg1, nash, solver)
-    params = {"max_accuracy_drop": max_accuracy_drop, "accuracy_budget": budget_source, "solver": solver, "mu": mu, "lam": lam,
+    if robustness_samples > 0 and run & {"minimax", "algorithm1"} and not can_resample:
+        notes += (Note("robustness_skipped", (("reason", "intervals_unknown"),)),)
+    params = {**dict(table.selection), "max_accuracy_drop": max_accuracy_drop, "accuracy_budget": budget_source,
+              "solver": solver, "mu": mu, "lam": lam,
               "robustness_samples": robustness_samples, "seed": seed}
     report = SolveReport(
         source=table.source, params=params, kind=game.kind, defenders=table.defenders, attackers=table.attackers,
@@ -342,6 +349,12 @@ def _placeholder() -> Recommendation:
 def _notes(table: PayoffTable, game: Game, mu: float, eps: float | None, alg1: Algorithm1Table | None,
            nash: NashResult | None, solver: str) -> tuple[Note, ...]:
     notes = []
+    if table.filled:
+        notes.append(Note("columns_filled", (("columns", table.filled),)))
+    if not table.intervals_known:
+        unknown = int((~np.isfinite(table.asr_low)).sum())
+        acc_unknown = sum(not math.isfinite(d.accuracy_low) for d in table.defenders)
+        notes.append(Note("intervals_unknown", (("cells", unknown), ("accuracies", acc_unknown))))
     for ref in table.references:
         if not ref.source.startswith("undefended"):
             notes.append(Note("reference_fallback", (("model", ref.model_name), ("source", ref.source))))
