@@ -156,8 +156,9 @@ def note_text(note: Note) -> str:
         return "no Nash equilibrium passed the regret check within the time limit."
     if note.code == "removed":
         labels = list(g("labels", ()))
-        return (f"{len(labels)} defender strateg{'y exceeds' if len(labels) == 1 else 'ies exceed'} the accuracy "
-                f"constraint and are not in the game: {', '.join(labels)}.")
+        one = len(labels) == 1
+        return (f"{len(labels)} defender strateg{'y exceeds' if one else 'ies exceed'} the accuracy budget and "
+                f"{'is' if one else 'are'} not in the game: {', '.join(labels)}.")
     if note.code == "columns_filled":
         cols = list(g("columns", ()))
         return (f"the table lacks the column(s) {', '.join(cols)}: each strategy's attack, EOT, success test, kappa, "
@@ -189,13 +190,82 @@ def report_json_text(report: SolveReport) -> str:
     return json.dumps(solve_json(report), indent=2, allow_nan=False)
 
 
-# ---------------------------------------------------------------------------------------------- markdown
-def _pct(v: float | None) -> str:
+# ---------------------------------------------------------------------------------------------- numbers
+# One way to write each kind of number, shared by the markdown and the HTML page so both show the same text:
+# rates in percent with one decimal, differences of rates in points, other numbers in fixed point (never
+# scientific notation), unknown values as "-" (a missing interval as "unknown").
+def pct(v: float | None) -> str:
+    """A rate (a fraction) in percent, one decimal: 0.914 -> ``91.4%``; unknown -> ``-``."""
     return "-" if v is None or not math.isfinite(v) else f"{100 * v:.1f}%"
 
 
-def _num(v: float | None, digits: int = 4) -> str:
-    return "-" if v is None or not math.isfinite(v) else f"{v:.{digits}g}"
+def number(v: float | None, decimals: int = 3) -> str:
+    """A plain number in fixed point, trailing zeros dropped: -0.4 -> ``-0.4``, 1.1e-16 -> ``0``."""
+    if v is None or not math.isfinite(v):
+        return "-"
+    text = f"{v:.{decimals}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def signed_points(v: float | None) -> str:
+    """A difference of rates in percentage points, signed: 0.005 -> ``+0.5 pt``; 0 -> ``0 pt``."""
+    if v is None or not math.isfinite(v):
+        return "-"
+    text = _points(v).replace(" points", "")
+    return "0 pt" if text == "0" else f"{'+' if v > 0 else '-'}{text} pt"
+
+
+def utility(v: float | None) -> str:
+    """A player's utility or game value on the ASR scale, in points (ASR 1 = 100): -0.4 -> ``-40.0``."""
+    if v is None or not math.isfinite(v):
+        return "-"
+    text = f"{100 * v:.1f}"
+    return "0.0" if text == "-0.0" else text
+
+
+def regret_text(v: float | None) -> str:
+    """An equilibrium's regret (utility, ASR = 1) in points: 0, below 0.01 points, or ``0.25 points``."""
+    if v is None or not math.isfinite(v):
+        return "-"
+    if v <= 1e-12:
+        return "0"
+    return "< 0.01 points" if v < 1e-4 else f"{100 * v:.2f} points"
+
+
+def interval(low: float | None, high: float | None) -> str:
+    """A 95% interval of rates: ``[88.0%, 93.1%]``, or ``unknown`` where the table has none."""
+    if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
+        return "unknown"
+    return f"[{pct(low)}, {pct(high)}]"
+
+
+_pct, _num = pct, number
+
+
+def defender_rows(r: SolveReport, detail: bool = False) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of the defender-strategies table, as text (the markdown's; ``detail`` adds the model, the
+    defense and the rates for the HTML page)."""
+    asr = np.asarray(r.asr)
+    kept = set(r.game_rows)
+    rates = detail and any(math.isfinite(d.train_dropout) for d in r.defenders)
+    header = (["defender"] + (["model", "defense", "test dropout r'"] if detail else [])
+              + (["training dropout r"] if rates else [])
+              + ["clean accuracy", "accuracy drop", "in the game", "mean ASR", "worst-case ASR (attacker)"])
+    rows = []
+    for i, d in enumerate(r.defenders):
+        j = int(np.argmax(asr[i]))
+        rows.append([d.label] + ([d.model_name, d.defense, "-" if d.defense == "sap" else f"{d.test_dropout:g}"]
+                                 if detail else [])
+                    + ([number(d.train_dropout)] if rates else [])
+                    + [pct(d.accuracy), signed_points(d.accuracy_drop),
+                       "yes" if i in kept else "no (drop over the budget)", pct(asr[i].mean()),
+                       f"{pct(asr[i, j])} ({r.attackers[j].label})"])
+    return header, rows
+
+
+# ---------------------------------------------------------------------------------------------- markdown
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
@@ -245,17 +315,11 @@ def solve_markdown(r: SolveReport) -> str:
     out += [""] + [f"- {line}" for line in reasons(r)]
 
     out += ["", "## Defender strategies", ""]
-    rows = []
     asr = np.asarray(r.asr)
-    for i, d in enumerate(r.defenders):
-        j = int(np.argmax(asr[i]))
-        rows.append([d.label, _pct(d.accuracy), f"{100 * d.accuracy_drop:+.2f} pt",
-                     "yes" if i in r.game_rows else "no (drop)", _pct(asr[i].mean()),
-                     f"{_pct(asr[i, j])} ({r.attackers[j].label})"])
-    out.append(_md_table(["defender", "clean accuracy", "drop", "in game", "mean ASR", "worst attacker"], rows))
+    out.append(_md_table(*defender_rows(r)))
     if n <= MAX_MATRIX_COLUMNS:
         out += ["", "## Payoff matrix: ASR [95% interval]", ""]
-        rows = [[d.label] + [f"{_pct(asr[i, j])} [{_pct(r.asr_low[i][j])}, {_pct(r.asr_high[i][j])}]"
+        rows = [[d.label] + [f"{_pct(asr[i, j])} {interval(r.asr_low[i][j], r.asr_high[i][j])}"
                              for j in range(n)] for i, d in enumerate(r.defenders)]
         out.append(_md_table(["defender \\ attacker"] + list(r.attacker_labels), rows))
     else:
@@ -281,7 +345,7 @@ def solve_markdown(r: SolveReport) -> str:
         rows = sorted(a1.rows, key=lambda row: -(row.asr if row.asr is not None else -1))
         out += ["", _md_table(["attacker", "r'", "ASR [95% interval]"],
                               [[row.attacker, f"{row.rate:g}",
-                                f"{_pct(row.asr)} [{_pct(row.asr_low)}, {_pct(row.asr_high)}]"]
+                                f"{_pct(row.asr)} {interval(row.asr_low, row.asr_high)}"]
                                for row in rows[:MAX_LIST]])]
         if len(rows) > MAX_LIST:
             out.append(f"({len(rows) - MAX_LIST} more attackers with lower ASR)")
@@ -309,20 +373,21 @@ def solve_markdown(r: SolveReport) -> str:
         if eq is None:
             continue
         worst, wa = r.worst_case(eq)
-        out += ["", f"## {title}", "", f"- method: {eq.method}; regret {eq.regret:.2g}",
+        out += ["", f"## {title}", "", f"- method: {eq.method}; regret {regret_text(eq.regret)}",
                 f"- defender: {_mix_text(r.mix(eq))}", f"- attacker: {_mix_text(r.mix(eq, 'attacker'))}",
-                f"- values: defender {_num(eq.defender_value)}, attacker {_num(eq.attacker_value)}; expected ASR "
+                f"- values (points, ASR = 100): defender {utility(eq.defender_value)}, attacker "
+                f"{utility(eq.attacker_value)}; expected ASR "
                 f"{_pct(r.expected_asr(eq))}; worst-case ASR {_pct(worst)} ({wa})"]
     if r.minimax is not None and r.stackelberg is not None and r.kind == "zero-sum":
-        out.append(f"- zero-sum check: minimax value {_num(r.minimax.defender_value, 6)} = Stackelberg value "
-                   f"{_num(r.stackelberg.defender_value, 6)}")
+        out.append(f"- zero-sum check: minimax value {number(100 * r.minimax.defender_value, 4)} = Stackelberg "
+                   f"value {number(100 * r.stackelberg.defender_value, 4)} (points)")
 
     if r.nash is not None:
         nr = r.nash
         out += ["", "## Nash equilibria", "",
                 f"- {len(nr.equilibria)} equilibri{'um' if len(nr.equilibria) == 1 else 'a'} by {nr.method} "
                 f"({'complete enumeration' if nr.complete else f'{len(nr.labels)} dropped labels'}), each passing "
-                f"the regret check (eps {nr.eps:g}); {nr.rejected} candidate(s) failed it; {nr.seconds:.2f} s"]
+                f"the regret check (tolerance {number(nr.eps, 9)}); {nr.rejected} candidate(s) failed it; {nr.seconds:.2f} s"]
         if nr.degenerate:
             out.append("- the game is **degenerate**: " + "; ".join(nr.degeneracy)
                        + ". Equilibria may form continua; the list shows points of them.")
@@ -347,7 +412,7 @@ def solve_markdown(r: SolveReport) -> str:
         if q:
             out += ["", "Worst-case ASR of the minimax mix, quantiles 5/25/50/75/95%: "
                     + " / ".join(_pct(q[k]) for k in q) + ".",
-                    "Game value (defender), same quantiles: " + " / ".join(_num(v[k]) for k in v) + ".",
+                    "Game value (defender, points), same quantiles: " + " / ".join(utility(v[k]) for k in v) + ".",
                     "(The worst case is a maximum over noisy columns, so resampling biases it upward.)"]
     if r.notes:
         out += ["", "## Notes", ""] + [f"- {note_text(note)}" for note in r.notes]
