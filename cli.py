@@ -544,7 +544,12 @@ def solve(
     audit: Optional[Path] = typer.Option(None, "--audit", help="An audit JSON (defdrop audit): say whether it backs "
                                                                "the recommended defender and Algorithm 1's."),
 ) -> None:
-    """Which test dropout rate to deploy: Algorithm 1, best responses, minimax, Nash, Stackelberg, robustness."""
+    """Which test dropout rate to deploy: Algorithm 1, best responses, minimax, Nash, Stackelberg, robustness.
+
+    Examples: `defdrop solve payoff.csv --out report.html` (the paper's 1-point accuracy budget);
+    `defdrop solve runs/demo/tables/payoff.csv --model r=0.3 --game cw-eot`;
+    `defdrop solve mine.csv --max-accuracy-drop none --json`.
+    """
     from analysis.solve_text import report_json_text, solve_markdown
     from gameplay.solve import parse_budget, solve_payoff_csv
     from payoffs.io import check_outputs

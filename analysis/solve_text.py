@@ -343,7 +343,7 @@ def solve_markdown(r: SolveReport) -> str:
             out.append("Other models: " + "; ".join(f"{names.get(m, m[:12])}: r' = {ch.rate:g}"
                                                     for m, _, _, ch in a1.per_model if m != a1.model))
         rows = sorted(a1.rows, key=lambda row: -(row.asr if row.asr is not None else -1))
-        out += ["", _md_table(["attacker", "r'", "ASR [95% interval]"],
+        out += ["", _md_table(["attacker", "test dropout r'", "ASR [95% interval]"],
                               [[row.attacker, f"{row.rate:g}",
                                 f"{_pct(row.asr)} {interval(row.asr_low, row.asr_high)}"]
                                for row in rows[:MAX_LIST]])]
