@@ -166,13 +166,19 @@ def _solver_frame(report: SolveReport) -> pd.DataFrame:
                                        "defender's value (points)", "regret"])
 
 
+def _picked(params: dict) -> str:
+    """`` (model r=0.3, game cw-eot)`` where the game was picked out of a larger table."""
+    picked = ", ".join(f"{k} {params[k]}" for k in ("model", "game") if params.get(k))
+    return f" ({picked})" if picked else ""
+
+
 def report_blocks(report: SolveReport) -> list:
     """The page's blocks in order (text, figures, tables), for :func:`analysis.html.write_page`."""
     rec = report.recommendation
     p = report.params
     eps = p["max_accuracy_drop"]
     blocks: list = [
-        f"Input `{report.source}`: {len(report.defenders)} defender x {len(report.attackers)} attacker strategies; "
+        f"Input `{report.source}`{_picked(p)}: {len(report.defenders)} defender x {len(report.attackers)} attacker strategies; "
         f"game of {len(report.game_rows)} x {len(report.attackers)}, **{report.kind}** (mu = {p['mu']:g}, "
         f"lambda = {p['lam']:g}), "
         + f"{budget_text(rec)}" + (f" (epsilon = {eps:g})." if eps is not None else "."),
