@@ -13,6 +13,11 @@ A model is named by its ``model_label`` (``r=0.3``, or the label of the user's o
 column, else by its training dropout rate r, else by its hash (:func:`payoffs.labels.model_name`); ``train_dropout``
 is empty (NaN) for a model without a training rate (a user model), and a rate in [0, 1) otherwise.
 
+Only ``attacker``, ``defender``, ``asr`` and ``clean_accuracy`` are needed: the strategies' other columns are read
+from their ids and intervals the table lacks are unknown (NaN, never invented; :func:`complete_columns`). A file
+may hold several games (``defdrop reproduce``'s ``tables/payoff.csv``: each model against its own sweeps);
+:func:`select_game` takes one by model and attacker space, and lists the choices when it must.
+
 Optional columns: ``model_label``, ``asr_std_error``, ``kappa`` (missing = 0, see :mod:`gameplay.rules`),
 ``asr_majority`` and ``l2_all_mean`` (the attacker's cost, :mod:`gameplay.utility`), ``key`` and ``accuracy_key``
 (the cell's and the defender's accuracy keys in the per-image sidecar ``X.images.npz``, :mod:`gameplay.images`).
