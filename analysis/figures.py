@@ -155,8 +155,8 @@ def figure_statistics_vs_rate(result: GradVarResult,
 
 # --------------------------------------------------------------------------- statistic against ASR
 def figure_statistic_vs_asr(relation: VarianceAsrRelation) -> go.Figure:
-    """One panel per statistic: each defender strategy at (statistic, ASR), one color per attacker, with
-    both intervals; Spearman's rho per attacker in the hover and the relation table."""
+    """One panel per statistic: each defender strategy at (statistic, ASR in percent on 0-100%), one color per
+    attacker, with both intervals; Spearman's rho per attacker in the hover and the relation table."""
     pts = relation.points
     stats = list(relation.statistics)
     cols = min(3, len(stats))
@@ -183,18 +183,20 @@ def figure_statistic_vs_asr(relation: VarianceAsrRelation) -> go.Figure:
                                           arrayminus=_finite(x - g[f"{stat}_low"])))
             err_y = {}
             if "asr_low" in g:
-                err_y = dict(error_y=dict(type="data", symmetric=False, array=_finite(g["asr_high"] - g["asr"]),
-                                          arrayminus=_finite(g["asr"] - g["asr_low"])))
+                err_y = dict(error_y=dict(type="data", symmetric=False,
+                                          array=_finite(100 * (g["asr_high"] - g["asr"])),
+                                          arrayminus=_finite(100 * (g["asr"] - g["asr_low"]))))
             fig.add_trace(go.Scatter(
-                x=_finite(x), y=_finite(g["asr"]), mode="markers+text", text=list(g["defender"]),
+                x=_finite(x), y=_finite(100 * g["asr"]), mode="markers+text", text=list(g["defender"]),
                 textposition="top center", textfont=dict(size=9), marker=dict(color=COLORS[g_i % len(COLORS)], size=9),
                 name=name, legendgroup=name, showlegend=i == 0, **err_x, **err_y,
-                hovertemplate=f"{name}<br>%{{text}}<br>{stat} %{{x:.3g}}<br>ASR %{{y:.3f}}<br>{rho_text}"
+                hovertemplate=f"{name}<br>%{{text}}<br>{stat} %{{x:.3g}}<br>ASR %{{y:.3g}}%<br>{rho_text}"
                               "<extra></extra>",
             ), row=row, col=col)
         if stat.startswith("var"):
             fig.update_xaxes(type="log", row=row, col=col)
-    fig.update_yaxes(title_text="attack success rate", col=1)
+    fig.update_yaxes(range=[RATE_RANGE[0] - 3, RATE_RANGE[1] + 3], dtick=20, ticksuffix="%")
+    fig.update_yaxes(title_text="attack success rate (%)", col=1)
     fig.update_layout(title="Gradient statistics against ASR over defender strategies",
                       height=340 * rows + 120)
     return fig

@@ -57,9 +57,16 @@ def figure_payoff_heatmap(report: SolveReport) -> go.Figure:
     return fig
 
 
+PERCENT_AXIS = {"range": [0, 102], "dtick": 10, "ticksuffix": "%"}
+"""Every rate axis of the page: 0-100% (a little headroom for markers at 100%), a tick every 10 points."""
+
+
 def figure_rate_curves(report: SolveReport) -> go.Figure:
-    """Per model: clean accuracy and the worst attacker's ASR against r', the epsilon line, Algorithm 1's pick."""
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    """Per model: clean accuracy and the worst attacker's ASR against r', the epsilon line, Algorithm 1's pick.
+
+    Both are rates, so they share one 0-100% axis (two axes with their own auto-ranges made equal heights mean
+    different numbers, and ticks such as 26.6...105.4%)."""
+    fig = go.Figure()
     asr = np.asarray(report.asr)
     eps = report.params["max_accuracy_drop"]
     for ref in report.references:
@@ -71,30 +78,31 @@ def figure_rate_curves(report: SolveReport) -> go.Figure:
         name = ref.model_name if len(report.references) > 1 else ""
         fig.add_trace(go.Scatter(x=rates, y=[100 * report.defenders[i].accuracy for i in rows], mode="lines+markers",
                                  name=f"clean accuracy {name}".strip(),
+                                 hovertemplate="r' = %{x}<br>clean accuracy %{y:.3g}%<extra></extra>",
                                  error_y={"type": "data", "symmetric": False,
                                           "array": [100 * (report.defenders[i].accuracy_high - report.defenders[i].accuracy)
                                                     for i in rows],
                                           "arrayminus": [100 * (report.defenders[i].accuracy - report.defenders[i].accuracy_low)
-                                                         for i in rows]}), secondary_y=False)
+                                                         for i in rows]}))
         fig.add_trace(go.Scatter(x=rates, y=[100 * asr[i].max() for i in rows], mode="lines+markers",
-                                 line={"dash": "dot"}, name=f"worst attacker's ASR {name}".strip()), secondary_y=True)
+                                 hovertemplate="r' = %{x}<br>worst attacker's ASR %{y:.3g}%<extra></extra>",
+                                 line={"dash": "dot"}, name=f"worst attacker's ASR {name}".strip()))
         if eps is not None:
             fig.add_trace(go.Scatter(x=[min(rates), max(rates)], y=[100 * (ref.accuracy - eps)] * 2, mode="lines",
                                      line={"dash": "dash", "color": "gray"},
-                                     name=f"a_max - epsilon {name}".strip()), secondary_y=False)
+                                     name=f"a_max - epsilon {name}".strip()))
     a1 = report.algorithm1
     if a1 is not None:
         c = a1.choice
         fig.add_trace(go.Scatter(x=[c.rate], y=[100 * c.accuracy], mode="markers", name=f"Algorithm 1: r'={c.rate:g}",
-                                 marker={"size": 14, "symbol": "star", "color": "green"}), secondary_y=False)
+                                 marker={"size": 14, "symbol": "star", "color": "green"}))
         if c.stopped_at is not None:
             fig.add_trace(go.Scatter(x=[c.stopped_at], y=[100 * c.stopped_accuracy], mode="markers",
                                      name=f"first violation: r'={c.stopped_at:g}",
-                                     marker={"size": 12, "symbol": "x", "color": "red"}), secondary_y=False)
+                                     marker={"size": 12, "symbol": "x", "color": "red"}))
     fig.update_layout(title="Accuracy and the worst attacker's ASR against the test dropout rate r'", height=480,
-                      xaxis_title="test dropout rate r'")
-    fig.update_yaxes(title_text="clean accuracy %", secondary_y=False)
-    fig.update_yaxes(title_text="worst-case ASR %", secondary_y=True)
+                      xaxis={"title": "test dropout rate r'", "range": [-0.03, 1.03], "dtick": 0.1},
+                      yaxis={"title": "clean accuracy / worst-case ASR (%)", **PERCENT_AXIS})
     return fig
 
 
@@ -106,15 +114,17 @@ def figure_strategies(report: SolveReport) -> go.Figure:
                  ("Nash (best for defender)", report.nash.best_for_defender() if report.nash else None)]
     for name, eq in solutions:
         if eq is not None:
-            fig.add_trace(go.Bar(x=labels, y=list(eq.defender), name=name))
+            fig.add_trace(go.Bar(x=labels, y=[100 * p for p in eq.defender], name=name))
     if report.algorithm1 is not None and report.algorithm1.defender in labels:
-        fig.add_trace(go.Bar(x=labels, y=[1.0 if lb == report.algorithm1.defender else 0.0 for lb in labels],
+        fig.add_trace(go.Bar(x=labels, y=[100.0 if lb == report.algorithm1.defender else 0.0 for lb in labels],
                              name="Algorithm 1"))
     if report.robustness is not None:
         mean = dict(report.robustness.minimax_weight)
-        fig.add_trace(go.Bar(x=labels, y=[mean.get(lb, 0.0) for lb in labels], name="minimax, mean over resamples"))
+        fig.add_trace(go.Bar(x=labels, y=[100 * mean.get(lb, 0.0) for lb in labels],
+                             name="minimax, mean over resamples"))
+    fig.update_traces(hovertemplate="%{x}<br>%{y:.3g}%<extra>%{fullData.name}</extra>")
     fig.update_layout(barmode="group", title="Defender's probability of each strategy, by solver", height=440,
-                      yaxis={"title": "probability", "range": [0, 1.05]}, xaxis={"tickangle": -45})
+                      yaxis={"title": "probability (%)", **PERCENT_AXIS}, xaxis={"tickangle": -45})
     return fig
 
 
@@ -124,18 +134,19 @@ def figure_robustness(report: SolveReport) -> go.Figure:
     fig = make_subplots(rows=1, cols=2, subplot_titles=("share of resamples choosing each strategy",
                                                         "worst-case ASR of the minimax mix over resamples"))
     top = rb.minimax_choice
-    fig.add_trace(go.Bar(x=[lb for lb, _ in top], y=[c / max(rb.solved, 1) for _, c in top],
+    fig.add_trace(go.Bar(x=[lb for lb, _ in top], y=[100 * c / max(rb.solved, 1) for _, c in top],
                          name="minimax's largest weight"), row=1, col=1)
     if rb.algorithm1_choice:
         fig.add_trace(go.Bar(x=[lb for lb, _ in rb.algorithm1_choice],
-                             y=[c / rb.samples for _, c in rb.algorithm1_choice], name="Algorithm 1's rate"),
+                             y=[100 * c / rb.samples for _, c in rb.algorithm1_choice], name="Algorithm 1's rate"),
                       row=1, col=1)
     fig.add_trace(go.Histogram(x=[100 * v for v in rb.worst_asr], nbinsx=30, name="worst-case ASR %"), row=1, col=2)
     fig.add_vline(x=100 * report.recommendation.worst_case_asr, line_dash="dash", line_color="black", row=1, col=2)
     fig.update_layout(title=f"Robustness: {rb.samples} resampled payoff tables (seed {rb.seed})", height=440,
                       barmode="group")
-    fig.update_yaxes(title_text="share", row=1, col=1)
-    fig.update_xaxes(title_text="worst-case ASR %", row=1, col=2)
+    fig.update_yaxes(title_text="share of resamples (%)", row=1, col=1, **PERCENT_AXIS)
+    fig.update_xaxes(title_text="worst-case ASR (%)", row=1, col=2, ticksuffix="%")
+    fig.update_yaxes(title_text="resamples", row=1, col=2)
     return fig
 
 

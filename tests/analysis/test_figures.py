@@ -157,4 +157,9 @@ def test_statistic_vs_asr_has_a_panel_per_statistic(gradvar_small: GradVarResult
     fig = figure_statistic_vs_asr(rel)
     assert len(fig.data) == len(rel.statistics) * payoff["attacker"].nunique()
     assert all(len(t.x) == 5 for t in fig.data)
+    # ASR in percent, on the same fixed 0-100% range as every other rate.
+    first = fig.data[0]
+    points = rel.points[rel.points["attacker"] == first.name]
+    assert list(first.y) == pytest.approx(list(100 * points["asr"]))
+    assert fig.layout.yaxis.ticksuffix == "%" and fig.layout.yaxis.range[0] < 0 < 100 < fig.layout.yaxis.range[1]
     assert not any(isinstance(v, float) and math.isinf(v) for t in fig.data for v in t.x)
