@@ -433,10 +433,15 @@ def _fmt_pct(v) -> str:
 def run_study(profile: Profile, dataset: str, out_dir: Path, *, data_dir: Path | None = None, jobs: int = 1,
               device: torch.device | str = "cpu", seed: int = 0, log: Log = print, on_done=None,
               gradvar: bool = True, batch_size: int = 900,
-              executor: Executor | None = None) -> tuple[Path, Path, StudyResult]:
+              executor: Executor | None = None, plotly: str = "directory") -> tuple[Path, Path, StudyResult]:
     """All stages; returns (report.html, report.md, result). Every finished cell is cached under ``out_dir``.
     Payoff cells run on ``executor`` when given (e.g. a Dask cluster), else in ``jobs`` local processes;
-    training and the gradient statistics run here."""
+    training and the gradient statistics run here. Pages get plotly.js per ``plotly``
+    (:data:`analysis.html.PLOTLY_MODES`; ``directory``: one ``plotly.min.js`` in ``out_dir`` for all of them), and
+    their figures as PNGs beside them where static export works here."""
+    from analysis.html import check_plotly_mode
+
+    check_plotly_mode(plotly)
     from analysis.conclusions import write_conclusions
     from analysis.paper import compare_with_paper
 
@@ -487,19 +492,20 @@ def run_study(profile: Profile, dataset: str, out_dir: Path, *, data_dir: Path |
     answers = solve_stage(table, out_dir, profile, seed, images)
     seconds["games"] = now() - t0
     t0 = now()
-    audit = audit_stage(profile, models, answers, out_dir, data_dir, device, seed, log)
+    audit = audit_stage(profile, models, answers, out_dir, data_dir, device, seed, log, plotly)
     seconds["audit"] = now() - t0
     findings = write_conclusions(table, comparison, algorithm1_rates(alg1), variance, images)
     blocks = build_report_blocks(result, comparison, findings, answers, grad, relation, alg1, images)
     blocks = with_audit_blocks(blocks, audit, profile)
-    html_path, md_path = write_report(out_dir, f"defdrop reproduce: {dataset}, profile {profile.name}", blocks)
+    html_path, md_path = write_report(out_dir, f"defdrop reproduce: {dataset}, profile {profile.name}", blocks,
+                                      plotly=plotly, log=log)
     write_json(out_dir / "run.json", {**settings_json(result), "seed": seed,
                                       "findings": [asdict(f) for f in findings]})
     return html_path, md_path, result
 
 
 def audit_stage(profile: Profile, models: dict[float, Path], answers: list[dict], out_dir: Path,
-                data_dir: Path | None, device: torch.device, seed: int, log: Log):
+                data_dir: Path | None, device: torch.device, seed: int, log: Log, plotly: str = "directory"):
     """Stage 4c: ``defdrop audit`` of the adaptive C&W attacker against the defenders the decision rests on (the
     recommended mix and Algorithm 1's pick, in the C&W game with EOT) on the headline model (Table 6's r), with the
     profile's sizes; writes ``audit.html`` and ``audit.json``. Returns (evidence, verdict, backings) or None."""
@@ -526,7 +532,7 @@ def audit_stage(profile: Profile, models: dict[float, Path], answers: list[dict]
     settings = replace(profile.audit, seed=seed)
     evidence, verdict = run_audit(source, chosen, adaptive_attacker("cw", profile), settings=settings, data=data,
                                   device=device)
-    write_audit(evidence, verdict, out_dir / "audit.html")
+    write_audit(evidence, verdict, out_dir / "audit.html", plotly=plotly, png=True, log=log)
     return evidence, verdict, report_backings(audit_summary(evidence, verdict), game["report"])
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -226,9 +227,12 @@ def report_blocks(report: SolveReport) -> list:
     return blocks
 
 
-def write_solve_report_html(report: SolveReport, path: str | Path) -> Path:
-    """Write the decision report page to ``path`` (atomically, folders created); returns the path."""
+def write_solve_report_html(report: SolveReport, path: str | Path, *, plotly: str = "inline", png: bool = False,
+                            log: Callable[[str], None] | None = None) -> Path:
+    """Write the decision report page to ``path`` (atomically, folders created); returns the path. ``plotly``,
+    ``png``, ``log``: as :func:`analysis.html.write_page`."""
     try:
-        return write_page(path, f"defdrop solve: {Path(report.source).name}", report_blocks(report))
+        return write_page(path, f"defdrop solve: {Path(report.source).name}", report_blocks(report), plotly=plotly,
+                          png=png, log=log)
     except OSError as exc:
         raise DefdropError(f"cannot write the report {path}: {exc.strerror or exc}") from None
