@@ -77,14 +77,13 @@ def figure_rate_curves(report: SolveReport) -> go.Figure:
             continue
         rates = [report.defenders[i].test_dropout for i in rows]
         name = ref.model_name if len(report.references) > 1 else ""
-        fig.add_trace(go.Scatter(x=rates, y=[100 * report.defenders[i].accuracy for i in rows], mode="lines+markers",
+        chosen = [report.defenders[i] for i in rows]
+        fig.add_trace(go.Scatter(x=rates, y=[100 * d.accuracy for d in chosen], mode="lines+markers",
                                  name=f"clean accuracy {name}".strip(),
                                  hovertemplate="r' = %{x}<br>clean accuracy %{y:.3g}%<extra></extra>",
                                  error_y={"type": "data", "symmetric": False,
-                                          "array": [100 * (report.defenders[i].accuracy_high - report.defenders[i].accuracy)
-                                                    for i in rows],
-                                          "arrayminus": [100 * (report.defenders[i].accuracy - report.defenders[i].accuracy_low)
-                                                         for i in rows]}))
+                                          "array": [100 * (d.accuracy_high - d.accuracy) for d in chosen],
+                                          "arrayminus": [100 * (d.accuracy - d.accuracy_low) for d in chosen]}))
         fig.add_trace(go.Scatter(x=rates, y=[100 * asr[i].max() for i in rows], mode="lines+markers",
                                  hovertemplate="r' = %{x}<br>worst attacker's ASR %{y:.3g}%<extra></extra>",
                                  line={"dash": "dot"}, name=f"worst attacker's ASR {name}".strip()))

@@ -82,7 +82,8 @@ def _first_line(exc: BaseException) -> str:
 
 def export_png(figures: Sequence[go.Figure], folder: str | Path) -> StaticExport:
     """Write ``folder/figure-<i>.png`` for each figure (one browser for all of them); never raises for a missing
-    or failing exporter, returns the reason instead. Files appear whole (drawn in a scratch folder, then written atomically, honouring the umask)."""
+    or failing exporter, returns the reason instead. Files appear whole (drawn in a scratch folder, then written
+    atomically, honouring the umask); PNGs of an earlier, longer version of the page are removed."""
     folder = Path(folder)
     result = _export(figures, folder)
     remove_stale_pngs(folder, keep=result.paths)
