@@ -106,11 +106,23 @@ def _cell_device(name: str, executor: str | None, scheduler: str | None) -> str:
     return name if remote and name.startswith("cuda") else str(_device(name))
 
 
+def _note(line: str) -> None:
+    """One line for the user on stderr (stdout stays the command's result)."""
+    err_console.print(line, highlight=False, markup=False, soft_wrap=True)
+
+
 def _executor_note(line: str) -> None:
     err_console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 DeviceOpt = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda.")
+_PLOTLY_HELP = ("Where pages get plotly.js: inline (embedded in each page, one self-contained file of about 5 MB) | "
+                "directory (one plotly.min.js in the page's folder, shared by its pages) | cdn (cdn.plot.ly: a small "
+                "page that needs the network to display).")
+PlotlyOpt = typer.Option("inline", "--plotly", help=_PLOTLY_HELP)
+PngOpt = typer.Option(False, "--png/--no-png", help="Also write every figure as a PNG beside the page "
+                                                    "(<page>-figures/figure-N.png); needs kaleido and a Chrome/Chromium, "
+                                                    "else one line says why and the page is written without them.")
 ModelOpt = typer.Option(..., "--model", help="A defdrop checkpoint.")
 BatchOpt = typer.Option(900, "--batch-size", help="Attacks x EOT samples per forward pass: a speed knob (same "
                                                   "protocol, other random draws); larger on a GPU, e.g. 7200.")
@@ -341,14 +353,17 @@ def reproduce(
     executor: Optional[str] = ExecutorOpt,
     scheduler: Optional[str] = SchedulerOpt,
     worker_threads: int = WorkerThreadsOpt,
+    plotly: str = typer.Option("directory", "--plotly", help=_PLOTLY_HELP),
 ) -> None:
     """The paper end to end: train, payoff sweeps (paper and adaptive attackers), artefacts, games, report."""
+    from analysis.html import check_plotly_mode
     from analysis.reproduce import check_profile, run_study
     from payoffs.dask_executor import open_executor
     from payoffs.data import DATASETS
     from payoffs.io import check_outputs
 
     prof = check_profile(profile)
+    check_plotly_mode(plotly)
     if jobs < 1:
         raise DefdropError(f"--jobs {jobs} must be at least 1")
     _warn_oversubscription(jobs)
@@ -370,7 +385,7 @@ def reproduce(
                                                batch_size=batch_size, executor=cells_on,
                                                seed=seed, log=lambda m: bar.console.print(m, highlight=False,
                                                                                           markup=False),
-                                               on_done=done)
+                                               on_done=done, plotly=plotly)
     console.print(md_path.read_text().split("## The paper's tables")[0], markup=False, highlight=False)
     console.print(f"report: {html_path.resolve()}\nmarkdown: {md_path.resolve()}", markup=False, highlight=False)
 
@@ -384,7 +399,7 @@ def demo(
 ) -> None:
     """The main job on embedded data: `reproduce --profile quick --dataset mnist-5k`."""
     reproduce(profile="quick", dataset="mnist-5k", out=out, jobs=jobs, batch_size=900, seed=0, data_dir=None,
-              device=device, executor=None, scheduler=None, worker_threads=1)
+              device=device, executor=None, scheduler=None, worker_threads=1, plotly="directory")
 
 
 def _split(text: str) -> list[str]:
@@ -543,6 +558,8 @@ def solve(
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON instead of markdown."),
     audit: Optional[Path] = typer.Option(None, "--audit", help="An audit JSON (defdrop audit): say whether it backs "
                                                                "the recommended defender and Algorithm 1's."),
+    plotly: str = PlotlyOpt,
+    png: bool = PngOpt,
 ) -> None:
     """Which test dropout rate to deploy: Algorithm 1, best responses, minimax, Nash, Stackelberg, robustness.
 
@@ -550,9 +567,12 @@ def solve(
     `defdrop solve runs/demo/tables/payoff.csv --model r=0.3 --game cw-eot`;
     `defdrop solve mine.csv --max-accuracy-drop none --json`.
     """
+    from analysis.html import check_plotly_mode
     from analysis.solve_text import report_json_text, solve_markdown
     from gameplay.solve import parse_budget, solve_payoff_csv
     from payoffs.io import check_outputs
+
+    check_plotly_mode(plotly)
 
     check_outputs({"--out": out}, inputs={"PAYOFF": payoff, "--audit": audit})
     summary = None
@@ -563,7 +583,7 @@ def solve(
                               robustness_samples=robustness_samples, seed=seed, model=model, game=game)
     if out is not None:
         from analysis.solve_report import write_solve_report_html
-        write_solve_report_html(report, out)
+        write_solve_report_html(report, out, plotly=plotly, png=png, log=_note)
     if summary is not None:
         from analysis.audit_page import solve_json_with_audit, solve_markdown_with_audit
         from gameplay.audit_backing import report_backings
@@ -592,7 +612,7 @@ def gradvar(
     images: int = typer.Option(20, "--images", help="The first N test images the undefended model classifies "
                                                     "correctly; target class (label + 1) mod classes."),
     kappa: float = typer.Option(0.0, "--kappa", help="C&W confidence kappa in f."),
-    out: Path = typer.Option(Path("gradvar.html"), "--out", help="Self-contained HTML page to write."),
+    out: Path = typer.Option(Path("gradvar.html"), "--out", help="HTML page to write."),
     csv: Optional[Path] = typer.Option(None, "--csv", help="Also save the statistics table as CSV."),
     payoffs: Optional[Path] = typer.Option(None, "--payoffs", help="A payoff CSV (defdrop payoff): adds the "
                                                                    "variance-ASR relation and Figures 3/5."),
@@ -601,16 +621,20 @@ def gradvar(
     seed: int = typer.Option(0),
     data_dir: Optional[Path] = DataDirOpt,
     device: str = DeviceOpt,
+    plotly: str = PlotlyOpt,
+    png: bool = PngOpt,
 ) -> None:
     """Gradient variance under each defender (paper section 3.3, Figure 4): write the page, print the statistics."""
     from analysis.gradvar import (build_defenders, paper_checks, read_payoff_frame, read_payoff_images, run_gradvar,
                                   select_inputs, summary_table)
     from analysis.gradvar_page import write_gradvar_html
+    from analysis.html import check_plotly_mode
     from payoffs.io import atomic_write_text, check_outputs
     from payoffs.parsing import parse_floats
     from payoffs.preflight import check_model
     from payoffs.sources import data_for, open_data
 
+    check_plotly_mode(plotly)
     rates = parse_floats(test_dropout, "--test-dropout", low=0.0, high=1.0)
     check_outputs({"--out": out, "--csv": csv}, inputs={"--model": model, "--weights": weights, "--data": data,
                                                         "--payoffs": payoffs})
@@ -627,7 +651,7 @@ def gradvar(
                          seed=seed, kappa=kappa, true_labels=y, slot=slot, model_label=source.description.label)
     if csv is not None:  # the small table first: if the page then fails to fit on disk, the numbers are kept
         atomic_write_text(csv, result.table.to_csv(index=False))
-    write_gradvar_html(result, out, payoff_df=payoff_df, images=payoff_images)
+    write_gradvar_html(result, out, payoff_df=payoff_df, images=payoff_images, plotly=plotly, png=png, log=_note)
     rows = summary_table(result)
     title = (f"sampled C&W gradients, {test.name}, model {source.description.label}, defense after {slot}, "
              f"{images} images, S={samples}, D={dims} ({dim_selection}); mean [95% bootstrap interval over images]")
@@ -683,11 +707,14 @@ def audit(
     dataset: Optional[str] = DatasetOpt,
     data_dir: Optional[Path] = DataDirOpt,
     device: str = DeviceOpt,
+    plotly: str = PlotlyOpt,
+    png: bool = PngOpt,
 ) -> None:
     """Is the attacker strong enough? The validity checks of a randomized-defense evaluation, per defender."""
     import json as _json
 
     from analysis.audit_page import audit_json, json_path_for, run_audit, summary_lines, write_audit
+    from analysis.html import check_plotly_mode
     from gameplay.strategies import attacker_space, defender_space
     from payoffs.audit.settings import AuditSettings
     from payoffs.io import check_outputs
@@ -695,6 +722,7 @@ def audit(
     from payoffs.preflight import check_model
     from payoffs.sources import data_for, open_data
 
+    check_plotly_mode(plotly)
     check_outputs({"--out": out, "its JSON": json_path_for(out)},
                   inputs={"--model": model, "--weights": weights, "--data": data})
     flags = {"kappa": kappa, "initial_c": c, "search_steps": search_steps, "iterations": iterations,
@@ -723,7 +751,7 @@ def audit(
         task = bar.add_task("audit", total=None)
         evidence, verdict = run_audit(source, defenders, attackers[0], settings=settings, data=test, slot=slot,
                                       device=dev, log=lambda m: bar.update(task, description=m))
-    html_path, json_path = write_audit(evidence, verdict, out)
+    html_path, json_path = write_audit(evidence, verdict, out, plotly=plotly, png=png, log=_note)
     if as_json:
         typer.echo(_json.dumps(audit_json(evidence, verdict), indent=1, allow_nan=False))
     else:

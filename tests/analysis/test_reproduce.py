@@ -173,3 +173,28 @@ def test_stages_use_the_per_image_data(smoke_run: Path, tmp_path: Path) -> None:
     paired = [f for f in findings if f.topic.startswith(("adaptive-", "sap-"))]
     assert paired and all("paired over images" in f.text for f in paired)
     assert not any("taken as independent" in f.text for f in paired)
+
+
+def test_report_pages_share_one_plotly_js_and_md_shows_pictures(smoke_run: Path) -> None:
+    """One plotly.min.js for the run's pages (not 4.8 MB per page); report.md has the figures as PNGs where static
+    export works here, else says once per figure why not."""
+    import re
+
+    from analysis.static import static_export_unavailable
+
+    library = smoke_run / "plotly.min.js"
+    assert library.stat().st_size > 1_000_000
+    pages = [smoke_run / "report.html"] + ([smoke_run / "audit.html"] if (smoke_run / "audit.html").exists() else [])
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        assert 'src="plotly.min.js"' in text and "plotly.js v" not in text, page
+        assert page.stat().st_size < library.stat().st_size / 4, page
+    md = (smoke_run / "report.md").read_text()
+    figures = (smoke_run / "report.html").read_text(encoding="utf-8").count("Plotly.newPlot(")
+    why = static_export_unavailable()
+    if why is None:
+        links = re.findall(r"!\[[^\]]*\]\((report-figures/figure-\d+\.png)\)", md)
+        assert len(links) == figures and "Interactive figure" not in md
+        assert all((smoke_run / link).is_file() for link in links)
+    else:
+        assert md.count(f"(no PNG: {why})") == figures
