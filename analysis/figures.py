@@ -365,15 +365,26 @@ def figure_accuracy_asr_l2_heatmaps(payoff_df: pd.DataFrame) -> list[go.Figure]:
             for k, cols in enumerate(groups):
                 col = i * per_metric + k + 1
                 z, text, hover = _heatmap_cells(g, rows, cols, metric, by_rate)
+                gaps = [(ri, ci) for ri, row in enumerate(z) for ci, v in enumerate(row) if v is None]
                 fig.add_trace(go.Heatmap(
-                    z=z, x=cols, y=rows, coloraxis=axis, text=text, texttemplate="%{text}", textfont={"size": 10},
-                    customdata=hover, hovertemplate="%{customdata}<extra></extra>", hoverongaps=True,
+                    z=z, x=cols, y=rows, coloraxis=axis, text=[["" if v is None else t for v, t in zip(zr, tr)]
+                                                               for zr, tr in zip(z, text)],
+                    texttemplate="%{text}", textfont={"size": 10}, customdata=hover,
+                    hovertemplate="%{customdata}<extra></extra>", hoverongaps=False,
                     xgap=1, ygap=1, name=metric.column), row=1, col=col)
+                if gaps:  # plotly draws no text on a gap, nor anything for an all-gap trace: label them here
+                    fig.add_trace(go.Scatter(
+                        x=[cols[ci] for _, ci in gaps], y=[rows[ri] for ri, _ in gaps], mode="text",
+                        text=[text[ri][ci] for ri, ci in gaps], textfont={"size": 10, "color": "#555"},
+                        customdata=[hover[ri][ci] for ri, ci in gaps], hovertemplate="%{customdata}<extra></extra>",
+                        name=f"{metric.column}: no value", showlegend=False), row=1, col=col)
                 rate_group = cols is rate_cols
-                fig.update_xaxes(type="category", row=1, col=col, domain=domains[i][k],
+                fig.update_xaxes(type="category", categoryorder="array", categoryarray=cols, row=1, col=col,
+                                 domain=domains[i][k], showgrid=False,
                                  title_text="test dropout r'" if rate_group else "other defenders",
                                  tickangle=0 if rate_group else -30)
-                fig.update_yaxes(type="category", row=1, col=col)
+                fig.update_yaxes(type="category", categoryorder="array", categoryarray=rows, row=1, col=col,
+                                 showgrid=False)
             start, end = domains[i][0][0], domains[i][-1][1]
             fig.add_annotation(text=metric.title, x=(start + end) / 2, y=1.0, xref="paper", yref="paper",
                                xanchor="center", yanchor="bottom", showarrow=False, font={"size": 15})

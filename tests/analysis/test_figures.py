@@ -101,12 +101,28 @@ def test_missing_cells_are_labelled_not_blank() -> None:
     payoff.loc[(payoff["train_dropout"] == 0.3) & (payoff["test_dropout"] == 0.5), "l2_mean"] = math.nan
     fig = figure_accuracy_asr_l2_heatmaps(payoff)[0]
     (acc,), (asr,), (l2,) = (_traces(fig, m) for m in ("clean_accuracy", "asr", "l2_mean"))
-    assert asr.z[1][5] is None and acc.z[1][5] is None  # a gap ...
-    assert asr.text[1][5] == acc.text[1][5] == l2.text[1][5] == "not run"  # ... that says why
-    assert "not run" in asr.customdata[1][5]
-    assert l2.z[0][3] is None and l2.text[0][3] == "no success"  # every attack failed: no L2 to average
-    assert asr.texttemplate == "%{text}"
-    assert all(text for row in asr.text for text in row)
+    assert asr.z[1][5] is None and acc.z[1][5] is None and l2.z[1][5] is None  # a gap ...
+    for trace, metric in ((acc, "clean_accuracy"), (asr, "asr"), (l2, "l2_mean")):
+        (label,) = _traces(fig, f"{metric}: no value")  # ... that says why, in the cell, on the same axes
+        assert (label.mode, label.xaxis, label.yaxis) == ("text", trace.xaxis, trace.yaxis)
+        assert ("0.9", "0.7", "not run") in zip(label.x, label.y, label.text)
+        assert "not run" in label.customdata[list(label.x).index("0.9")]
+    (l2_label,) = _traces(fig, "l2_mean: no value")
+    assert l2.z[0][3] is None  # every attack failed: no L2 to average
+    assert list(zip(l2_label.x, l2_label.y, l2_label.text)) == [("0.5", "0.3", "no success"), ("0.9", "0.7", "not run")]
+    assert asr.texttemplate == "%{text}" and all(t for row in asr.text[:1] for t in row)
+
+
+def test_a_panel_without_any_value_still_shows_its_cells(payoff_table) -> None:
+    """SAP's L2 is undefined when every attack on it failed: plotly would draw nothing for an all-gap heatmap."""
+    payoff = payoff_table.copy()
+    payoff.loc[payoff["defense"] == "sap", "l2_mean"] = math.nan
+    fig = figure_accuracy_asr_l2_heatmaps(payoff)[0]
+    _, sap_l2 = _traces(fig, "l2_mean")
+    (label,) = [t for t in _traces(fig, "l2_mean: no value") if t.xaxis == sap_l2.xaxis]
+    assert list(label.text) == ["no success"] * 3
+    axis = fig.layout[f"xaxis{sap_l2.xaxis[1:]}"]
+    assert list(axis.categoryarray) == ["sap[frac=1]"]
 
 
 def test_defenders_without_a_rate_sit_on_their_own_axis_group(payoff_table) -> None:
