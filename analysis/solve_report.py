@@ -46,7 +46,7 @@ def figure_payoff_heatmap(report: SolveReport) -> go.Figure:
     fig = go.Figure(go.Heatmap(
         z=asr * 100, x=x, y=y, text=text, customdata=acc, colorscale="Reds", zmin=0, zmax=100,
         texttemplate="%{text}" if show_text else None, textfont={"size": 10},
-        colorbar={"title": "ASR %"},
+        colorbar={"title": "ASR", "ticksuffix": "%", "dtick": 20},
         hovertemplate="defender %{y}<br>attacker %{x}<br>ASR %{text} %<br>clean accuracy %{customdata}"
                       "<extra></extra>"))
     m, n = asr.shape
