@@ -5,7 +5,7 @@ Where plotly.js comes from is the ``plotly`` choice (:data:`PLOTLY_MODES`):
 - ``inline`` (the default): the installed plotly package's plotly.js embedded once in the page head (about
   4.8 MB): one self-contained file;
 - ``directory``: the page loads ``plotly.min.js`` from its own folder, written there once and shared by every
-  page of the folder (``defdrop reproduce`` uses it: a few kB per page); still offline;
+  page of the folder (``defdrop reproduce`` uses it: tens of kB per page); still offline;
 - ``cdn``: the page loads the same plotly.js version from cdn.plot.ly (pinned, with its SRI hash): small, but
   needs the network to display.
 
@@ -32,6 +32,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence, Union
+from urllib.parse import quote
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -237,7 +238,7 @@ def publish_page(path: str | Path, title: str, blocks: Sequence[Block], *, plotl
     else:
         remove_stale_pngs(folder)
         pngs = StaticExport(())
-    links = [f"{folder.name}/{png_name(i)}" for i in range(1, len(pngs.paths) + 1)]
+    links = [quote(f"{folder.name}/{png_name(i)}") for i in range(1, len(pngs.paths) + 1)]
     js = write_plotly_js(path.parent) if plotly == "directory" else None
     atomic_write_bytes(path, render_page(title, blocks, plotly, links).encode("utf-8"))
     return Page(path, pngs, js)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 from typing import Callable, Sequence
+from urllib.parse import quote
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -63,7 +64,7 @@ def write_report(out_dir: Path, title: str, blocks: Sequence[Block], *, plotly: 
     page = publish_page(out_dir / "report.html", title, blocks, plotly=plotly, png=png)
     if png and page.pngs.reason and log is not None:
         log(png_note(page.pngs))
-    links = [p.relative_to(out_dir).as_posix() for p in page.pngs.paths]
+    links = [quote(p.relative_to(out_dir).as_posix()) for p in page.pngs.paths]
     md_path = out_dir / "report.md"
     atomic_write_bytes(md_path, blocks_to_markdown(title, blocks, links, page.path.name, page.pngs.reason).encode())
     return page.path, md_path

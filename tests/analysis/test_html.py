@@ -152,3 +152,20 @@ def test_missing_kaleido_is_named(monkeypatch) -> None:
 
     monkeypatch.setitem(sys.modules, "kaleido", None)  # import kaleido -> ImportError
     assert static_export_unavailable() == "kaleido is not installed (pip install 'kaleido>=1')"
+
+
+def test_png_links_are_addresses(tmp_path: Path, monkeypatch) -> None:
+    """A page name with a space still links its PNGs (URL-quoted), in the page and in report.md."""
+    import analysis.html as page_module
+    import analysis.report as report_module
+    from analysis.static import StaticExport
+
+    def fake(figures, folder):
+        return StaticExport(tuple(folder / f"figure-{i}.png" for i in range(1, len(figures) + 1)))
+
+    monkeypatch.setattr(page_module, "export_png", fake)
+    page = page_module.publish_page(tmp_path / "my page.html", "P", _two_figures(), png=True)
+    assert '<a href="my%20page-figures/figure-2.png">' in page.path.read_text(encoding="utf-8")
+    out = tmp_path / "run 1"
+    _, md = report_module.write_report(out, "T", _two_figures())
+    assert "](report-figures/figure-1.png)" in md.read_text()
