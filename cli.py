@@ -121,8 +121,9 @@ _PLOTLY_HELP = ("Where pages get plotly.js: inline (embedded in each page, one s
                 "page that needs the network to display).")
 PlotlyOpt = typer.Option("inline", "--plotly", help=_PLOTLY_HELP)
 PngOpt = typer.Option(False, "--png/--no-png", help="Also write every figure as a PNG beside the page "
-                                                    "(<page>-figures/figure-N.png); needs kaleido and a Chrome/Chromium, "
-                                                    "else one line says why and the page is written without them.")
+                                                    "(<page>-figures/figure-N.png); needs kaleido and a "
+                                                    "Chrome/Chromium, else one line says why and the page is written "
+                                                    "without them.")
 ModelOpt = typer.Option(..., "--model", help="A defdrop checkpoint.")
 BatchOpt = typer.Option(900, "--batch-size", help="Attacks x EOT samples per forward pass: a speed knob (same "
                                                   "protocol, other random draws); larger on a GPU, e.g. 7200.")
