@@ -119,7 +119,7 @@ DeviceOpt = typer.Option("auto", "--device", help="auto (CUDA when present), cpu
 _PLOTLY_HELP = ("Where pages get plotly.js: inline (embedded in each page, one self-contained file of about 5 MB) | "
                 "directory (one plotly.min.js in the page's folder, shared by its pages) | cdn (cdn.plot.ly: a small "
                 "page that needs the network to display).")
-PlotlyOpt = typer.Option("inline", "--plotly", help=_PLOTLY_HELP)
+PlotlyOpt = typer.Option("inline", "--plotly", metavar="inline|directory|cdn", help=_PLOTLY_HELP)
 PngOpt = typer.Option(False, "--png/--no-png", help="Also write every figure as a PNG beside the page "
                                                     "(<page>-figures/figure-N.png); needs kaleido and a "
                                                     "Chrome/Chromium, else one line says why and the page is written "
@@ -354,7 +354,7 @@ def reproduce(
     executor: Optional[str] = ExecutorOpt,
     scheduler: Optional[str] = SchedulerOpt,
     worker_threads: int = WorkerThreadsOpt,
-    plotly: str = typer.Option("directory", "--plotly", help=_PLOTLY_HELP),
+    plotly: str = typer.Option("directory", "--plotly", metavar="inline|directory|cdn", help=_PLOTLY_HELP),
 ) -> None:
     """The paper end to end: train, payoff sweeps (paper and adaptive attackers), artefacts, games, report."""
     from analysis.html import check_plotly_mode
