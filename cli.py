@@ -299,6 +299,7 @@ def accuracy(
     device: str = DeviceOpt,
 ) -> None:
     """Clean test accuracy under each defense, averaged over M defender samples, with 95% intervals."""
+    from analysis.formatting import pct, sig
     from gameplay.strategies import defender_space
     from payoffs.evaluation import defended_accuracy
     from payoffs.parsing import parse_floats
@@ -317,11 +318,11 @@ def accuracy(
     net, split = source.load(dev), test.load_test()
     table = Table(title=f"clean accuracy, {test.name} test split ({len(split.x)} images), model "
                         f"{source.description.label}, defense after {slot}, M={samples}")
-    for col in ("defender", "accuracy", "95% interval"):
+    for col in ("defender", "clean accuracy", "95% interval (%)"):
         table.add_column(col)
     for d in defenders:
         est = defended_accuracy(with_defense(net, d.module(), slot), split.x, split.y, samples, seed)
-        table.add_row(d.id, f"{est.mean:.4f}", f"[{est.low:.4f}, {est.high:.4f}]")
+        table.add_row(d.id, pct(est.mean), f"[{sig(100 * est.low)}, {sig(100 * est.high)}]")
     console.print(table)
 
 
@@ -444,6 +445,7 @@ def payoff(
     """Evaluate every attacker strategy against every defender strategy into a payoff table."""
     import time as _time
 
+    from analysis.formatting import text_table
     from gameplay.strategies import attacker_space, defender_space, spaces_from_toml
     from payoffs.dask_executor import open_executor
     from payoffs.io import check_outputs
@@ -507,7 +509,7 @@ def payoff(
                        extra={"executor": where})
     show = table[["attacker", "defender", "asr", "asr_low", "asr_high", "asr_majority", "l2_mean",
                   "clean_accuracy", "forwards", "backwards"]]
-    console.print(show.to_string(index=False, float_format=lambda v: f"{v:.4f}"), highlight=False, markup=False)
+    console.print(text_table(show), highlight=False, markup=False, soft_wrap=True)
     console.print(f"wrote {' and '.join(str(p) for p in payoff_outputs(out).values())}", highlight=False)
 
 
