@@ -299,7 +299,7 @@ def accuracy(
     device: str = DeviceOpt,
 ) -> None:
     """Clean test accuracy under each defense, averaged over M defender samples, with 95% intervals."""
-    from analysis.formatting import pct, sig
+    from analysis.formatting import pct_interval
     from gameplay.strategies import defender_space
     from payoffs.evaluation import defended_accuracy
     from payoffs.parsing import parse_floats
@@ -316,13 +316,14 @@ def accuracy(
     defenders = defender_space(rates, sap)
     slot = check_model(source, test, defense_at, defenders, dev)
     net, split = source.load(dev), test.load_test()
-    table = Table(title=f"clean accuracy, {test.name} test split ({len(split.x)} images), model "
-                        f"{source.description.label}, defense after {slot}, M={samples}")
-    for col in ("defender", "clean accuracy", "95% interval (%)"):
-        table.add_column(col)
+    console.print(f"clean accuracy, {test.name} test split ({len(split.x)} images), model {source.description.label}, "
+                  f"defense after {slot}, M={samples}", highlight=False, markup=False, soft_wrap=True)
+    table = Table()
+    for col in ("defender", "clean accuracy [95% interval]"):
+        table.add_column(col, no_wrap=True)
     for d in defenders:
         est = defended_accuracy(with_defense(net, d.module(), slot), split.x, split.y, samples, seed)
-        table.add_row(d.id, pct(est.mean), f"[{sig(100 * est.low)}, {sig(100 * est.high)}]")
+        table.add_row(d.id, pct_interval(est.mean, est.low, est.high))
     console.print(table)
 
 
