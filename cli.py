@@ -587,6 +587,7 @@ def gradvar(
     device: str = DeviceOpt,
 ) -> None:
     """Gradient variance under each defender (paper section 3.3, Figure 4): write the page, print the statistics."""
+    from analysis.formatting import text_table
     from analysis.gradvar import (build_defenders, paper_checks, read_payoff_frame, read_payoff_images, run_gradvar,
                                   select_inputs, summary_table)
     from analysis.gradvar_page import write_gradvar_html
@@ -615,12 +616,7 @@ def gradvar(
     rows = summary_table(result)
     title = (f"sampled C&W gradients, {test.name}, model {source.description.label}, defense after {slot}, "
              f"{images} images, S={samples}, D={dims} ({dim_selection}); mean [95% bootstrap interval over images]")
-    table = Table(title=title)
-    for col in rows.columns:
-        table.add_column(str(col))
-    for row in rows.itertuples(index=False):
-        table.add_row(*(str(v) for v in row))
-    console.print(table)
+    console.print(title + "\n" + text_table(rows), highlight=False, markup=False, soft_wrap=True)
     for check in paper_checks(result):
         console.print(f"{check.verdict}: {check.claim}. {check.detail}", highlight=False, markup=False)
     console.print(f"wrote {out}" + (f" and {csv}" if csv is not None else ""), highlight=False, markup=False)

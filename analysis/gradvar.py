@@ -60,8 +60,7 @@ import torch
 from scipy import stats as sps
 from torch import nn
 
-from analysis.formatting import STAT_LABELS as STAT_LABELS  # noqa: F401  (re-exported for analysis.figures)
-from analysis.formatting import format_column, scale_exponent, scale_text, sig
+from analysis.formatting import STAT_LABELS, format_column, scale_exponent, scale_text, sig
 from analysis.verdicts import AGREES, ALPHA, DISAGREES, INCONCLUSIVE, LEVEL, against_sign, combine, level_text
 from gameplay.images import ImageData
 from payoffs.attacks.objectives import cw_f
@@ -464,7 +463,7 @@ def paper_checks(result: GradVarResult, statistic: str = "var_all", seed: int = 
         steps = _paired_steps(result, statistic, list(zip(labels[:-1], labels[1:])), seed)
         verdict = combine([against_sign(low, high, +1) for *_, low, high in steps])
         checks.append(Check(
-            f"{statistic} grows with r'", verdict,
+            f"{STAT_LABELS.get(statistic, statistic)} grows with r'", verdict,
             "per step, mean over images of the increase [" + level_text() + " bootstrap interval over images]: "
             + _steps_text(steps, lambda lo, hi: f"{lo} -> {hi}")))
     sap = t[t["defense"] == "sap"]
@@ -475,7 +474,7 @@ def paper_checks(result: GradVarResult, statistic: str = "var_all", seed: int = 
         steps = _paired_steps(result, statistic, [(s["defender"], d) for d in dropout["defender"]], seed)
         verdict = combine([against_sign(low, high, +1) for *_, low, high in steps])
         checks.append(Check(
-            f"{s['defender']}: {statistic} below every dropout strategy (Fig. 4f)", verdict,
+            f"{s['defender']}: {STAT_LABELS.get(statistic, statistic)} below every dropout strategy (Fig. 4f)", verdict,
             f"per dropout strategy, mean over images of (dropout - {s['defender']}) [{level_text()} bootstrap "
             "interval over images]: "
             + _steps_text(steps, lambda lo, hi: hi)))

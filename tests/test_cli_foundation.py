@@ -1,6 +1,7 @@
 """The CLI: one-line errors with exit code 2, training writes a loadable checkpoint."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,10 @@ def test_gradvar_command(tmp_path: Path, small_checkpoint) -> None:
                                  "--csv", str(csv), "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert "dropout[r'=0.5]" in result.output and "sap[frac=1]" in result.output
+    # The statistics table: readable headers, nothing truncated at 80 columns, no scientific notation.
+    assert "variance (all dims)" in result.output and "var_all" not in result.output and "…" not in result.output
+    table = result.output.split("variance (all dims)")[1].split("wrote")[0]
+    assert not re.search(r"\d[eE][+-]?\d|\bnan\b|\bNone\b", table), table
     assert len(pd.read_csv(csv)) == 3 and html.stat().st_size > 1_000_000
     bad = runner.invoke(app, ["gradvar", "--model", str(small_checkpoint), "--samples", "1", "--out", str(html)])
     assert bad.exit_code == 2 and len(bad.output.strip().splitlines()) == 1
