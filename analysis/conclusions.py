@@ -23,6 +23,7 @@ from analysis.paper import (
     comparable_dataset,
     is_adaptive,
     paper_numbers,
+    paper_recipe,
     published_pct,
 )
 from analysis.verdicts import (
@@ -150,6 +151,11 @@ def headline(table: pd.DataFrame, images: ImageData | None = None) -> Finding:
     if same.empty:
         return not_comparable(f"the paper's headline is on MNIST; this table's r = {r:g} model is on "
                               f"{', '.join(sorted(set(map(str, at_r['dataset']))))}")
+    plain = same[paper_recipe(same)]
+    if plain.empty:
+        return not_comparable(f"this table's r = {r:g} model is not trained plainly as the paper's is "
+                              f"(recipe {', '.join(sorted(set(map(str, same['recipe']))))})")
+    same = plain
     base, defended = paper_cell(same, h["attack"], r, 0.0), paper_cell(same, h["attack"], r, r_test)
     if base is None or defended is None:
         missing = "r' = 0" if base is None else f"r' = {r_test:g}"

@@ -51,6 +51,11 @@ def _recipe_of(rows: pd.DataFrame) -> pd.Series:
     return rows["recipe"].where(rows["recipe"].notna(), PAPER_RECIPE).astype(str)
 
 
+def paper_recipe(rows: pd.DataFrame) -> pd.Series:
+    """Rows whose model is trained as the paper's are (:data:`PAPER_RECIPE`)."""
+    return _recipe_of(rows) == PAPER_RECIPE
+
+
 def _model_rows(table: pd.DataFrame, spec: dict, train: float) -> tuple[pd.DataFrame, str, str]:
     """The rows of the paper's model for ``spec`` at training rate ``train``: (rows, status, reason).
 

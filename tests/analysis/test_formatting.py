@@ -9,8 +9,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from analysis.formatting import (HEADERS, MISSING, display_table, pct, pct_interval, pp, scale_exponent, sig,
-                                 text_table)
+from analysis.formatting import HEADERS, MISSING, display_table, pct, pct_interval, pp, scale_exponent, sig, text_table
 from analysis.gradvar import summary_table
 from analysis.report import blocks_to_markdown, frame_to_markdown
 from tests.analysis.conftest import make_payoff_table

@@ -8,8 +8,15 @@ import pandas as pd
 
 from analysis.conclusions import table_agreement
 from analysis.formatting import MISSING
-from analysis.paper import (COMPARED, NOT_COMPARABLE, NOT_RUN, compare_with_paper, paper_numbers,
-                            paper_table_display, paper_tables_section)
+from analysis.paper import (
+    COMPARED,
+    NOT_COMPARABLE,
+    NOT_RUN,
+    compare_with_paper,
+    paper_numbers,
+    paper_table_display,
+    paper_tables_section,
+)
 from analysis.report import blocks_to_markdown
 from analysis.verdicts import AGREES
 from tests.analysis.test_conclusions import cell, frame
@@ -90,3 +97,12 @@ def test_table_agreement_judges_only_comparable_rows() -> None:
     assert found["table2"].verdict == "info" and "not comparable here" in found["table2"].text
     assert "paper: CIFAR-10; this run: mnist-5k" in found["table2"].text
     assert found["table6"].verdict == AGREES and "of 2 ASR values" in found["table6"].text
+
+
+def test_headline_is_not_compared_on_a_model_the_paper_did_not_train() -> None:
+    from analysis.conclusions import headline
+
+    table = _sap_and_cw("mnist-5k", recipe="adversarial")
+    h = headline(table)
+    assert h.verdict == "info" and "not comparable here" in h.text and "adversarial" in h.text
+    assert headline(_sap_and_cw("mnist-5k", recipe="standard")).verdict == AGREES
