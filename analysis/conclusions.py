@@ -25,6 +25,7 @@ from analysis.paper import (
     paper_numbers,
     paper_recipe,
     published_pct,
+    recipe_text,
 )
 from analysis.verdicts import (
     ADAPTIVE_RISE_MARGIN,
@@ -153,8 +154,8 @@ def headline(table: pd.DataFrame, images: ImageData | None = None) -> Finding:
                               f"{', '.join(sorted(set(map(str, at_r['dataset']))))}")
     plain = same[paper_recipe(same)]
     if plain.empty:
-        return not_comparable(f"this table's r = {r:g} model is not trained plainly as the paper's is "
-                              f"(recipe {', '.join(sorted(set(map(str, same['recipe']))))})")
+        return not_comparable(f"this table's r = {r:g} model is {recipe_text(same)}; the paper's is trained "
+                              "plainly")
     same = plain
     base, defended = paper_cell(same, h["attack"], r, 0.0), paper_cell(same, h["attack"], r, r_test)
     if base is None or defended is None:

@@ -45,10 +45,20 @@ PAPER_RECIPE = "standard"
 
 
 def _recipe_of(rows: pd.DataFrame) -> pd.Series:
-    """The training recipe per row; tables written before recipes existed (no column, or empty) are standard."""
+    """The training recipe per row: tables written before recipes were recorded (no column) hold the paper's
+    checkpoints; an empty value is a model that records none (a model factory's), so not known to be the paper's."""
     if "recipe" not in rows:
         return pd.Series(PAPER_RECIPE, index=rows.index)
-    return rows["recipe"].where(rows["recipe"].notna(), PAPER_RECIPE).astype(str)
+    return rows["recipe"].where(rows["recipe"].notna(), "").astype(str)
+
+
+def recipe_text(rows: pd.DataFrame) -> str:
+    """``trained by the adversarial recipe`` / ``of unknown training (no recorded recipe)`` for a reason."""
+    other = ", ".join(sorted(set(_recipe_of(rows)) - {""}))
+    unknown = (_recipe_of(rows) == "").any()
+    parts = ([f"trained by the {other} recipe"] if other else []) + (
+        ["of unknown training (no recorded recipe)"] if unknown else [])
+    return " or ".join(parts)
 
 
 def paper_recipe(rows: pd.DataFrame) -> pd.Series:
@@ -78,9 +88,8 @@ def _model_rows(table: pd.DataFrame, spec: dict, train: float) -> tuple[pd.DataF
     recipe = _recipe_of(at_r)
     plain = at_r[recipe == PAPER_RECIPE]
     if plain.empty:
-        other = ", ".join(sorted(set(recipe)))
-        what = f"trained by the {other} recipe" if other else "of unknown training (a model factory)"
-        return plain, NOT_COMPARABLE, f"this run's r = {train:g} model is {what}; the paper's is trained plainly"
+        return plain, NOT_COMPARABLE, (f"this run's r = {train:g} model is {recipe_text(at_r)}; the paper's is "
+                                       "trained plainly")
     rows = plain[(plain["attack"] == spec["attack"]) & ~is_adaptive(plain)]
     if rows.empty:
         return rows, NOT_RUN, f"no {spec['attack'].upper()} cells of the paper's attacker on the r = {train:g} model"

@@ -106,3 +106,10 @@ def test_headline_is_not_compared_on_a_model_the_paper_did_not_train() -> None:
     h = headline(table)
     assert h.verdict == "info" and "not comparable here" in h.text and "adversarial" in h.text
     assert headline(_sap_and_cw("mnist-5k", recipe="standard")).verdict == AGREES
+
+
+def test_a_model_without_a_recorded_recipe_is_not_the_papers() -> None:
+    """A model factory's model records no recipe (empty in memory, NaN once read back from CSV)."""
+    for empty in ("", math.nan):
+        t6 = _rows(compare_with_paper(_sap_and_cw("mnist-5k", recipe=empty)), "table6")
+        assert (t6["status"] == NOT_COMPARABLE).all() and "unknown training" in t6["reason"].iloc[0]
