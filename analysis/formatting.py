@@ -215,6 +215,8 @@ def _kind(column: str, values: pd.Series) -> str:
     if values.dtype == bool or all(isinstance(v, (bool, np.bool_)) for v in values if not is_missing(v)) \
             and any(not is_missing(v) for v in values):
         return "bool"
+    if pd.api.types.is_integer_dtype(values.dtype):
+        return "integer"
     if pd.api.types.is_numeric_dtype(values.dtype):
         return "scaled" if column.startswith(SCALED_PREFIXES) else "number"
     return "text"
@@ -253,6 +255,8 @@ def format_column(column: str, values: pd.Series, low: pd.Series | None = None,
         return title + " (pp)", [MISSING if is_missing(v) else sig(100.0 * float(v), signed=True) for v in values]
     if kind == "count":
         return title, [count(v) if isinstance(v, (Real, np.number)) or is_missing(v) else str(v) for v in values]
+    if kind == "integer":
+        return title, [_text(v) for v in values]
     if kind == "setting":
         return title, [setting(v) for v in values]
     if kind == "label":

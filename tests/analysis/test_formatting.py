@@ -93,6 +93,12 @@ def test_headers_come_from_one_mapping() -> None:
         assert any(h.startswith(HEADERS[column]) for h in shown.columns), column
 
 
+def test_integer_columns_stay_integers() -> None:
+    shown = display_table(pd.DataFrame({"check": [1, 8], "n_attacks": [900, 45000], "seconds": [0.5, 12.25]}))
+    assert list(shown["check"]) == ["1", "8"] and list(shown["attacks"]) == ["900", "45,000"]
+    assert list(shown["time (s)"]) == ["0.500", "12.2"]
+
+
 def test_formatting_twice_changes_nothing() -> None:
     once = display_table(_doctored_payoffs())
     pd.testing.assert_frame_equal(display_table(once), once)
