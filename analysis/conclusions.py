@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analysis.formatting import pct, pp, pp_interval, sig
+from analysis.formatting import pct, percent_number, pp, pp_interval
 from analysis.paper import (
     COMPARED,
     MNIST_DATASETS,
@@ -70,7 +70,7 @@ def _span(low: float, high: float, unit: str = "%") -> str:
     """The interval after an estimate: ``[89.0, 93.5]`` (percent) or ``[+1.23, +4.56] pp``."""
     if unit == "pp":
         return pp_interval(low, high)
-    return "[n/a]" if math.isnan(low) or math.isnan(high) else f"[{sig(100 * low)}, {sig(100 * high)}]"
+    return "[n/a]" if math.isnan(low) or math.isnan(high) else f"[{percent_number(low)}, {percent_number(high)}]"
 
 
 def _how(iv: Interval) -> str:

@@ -28,6 +28,10 @@ MISSING = "—"
 """A value that is not there (not measured, not defined); callers that know why write the reason instead."""
 NOT_RUN = "not run"
 """A cell this run did not compute."""
+PERCENT_DECIMALS = 4
+"""Percentages (and percentage points) show at most 4 decimals: 0.0001% is a rate of 10^-6, finer than any rate
+measured here (at most ~10^6 attacks x samples), so floating-point noise in a difference of equal rates
+(1.1e-7) prints as 0 instead of as three meaningless digits."""
 
 STAT_LABELS = {
     "var_chosen": "variance (D dims)", "var_all": "variance (all dims)",
@@ -105,25 +109,36 @@ def _decimals(x: float, digits: int) -> int:
     return max(0, digits - 1 - math.floor(math.log10(rounded)))
 
 
-def sig(value: object, digits: int = DIGITS, signed: bool = False) -> str:
+def sig(value: object, digits: int = DIGITS, signed: bool = False, max_decimals: int | None = None) -> str:
     """``value`` with ``digits`` significant digits, never in scientific notation (0.0000135, 91.4, 1234).
 
-    Whole numbers of more than ``digits`` digits keep all of them (12345, not 12300).
+    Whole numbers of more than ``digits`` digits keep all of them (12345, not 12300); ``max_decimals`` caps the
+    decimals (a value below that resolution prints as 0).
     """
     if is_missing(value):
         return MISSING
     x = float(value)  # type: ignore[arg-type]
     if math.isinf(x):
         return ("+" if signed and x > 0 else "") + ("∞" if x > 0 else "−∞")
-    text = f"{x:+.{_decimals(x, digits)}f}" if signed else f"{x:.{_decimals(x, digits)}f}"
-    if float(text) == 0:  # "0", never "-0.00" or "+0"
-        text = text.lstrip("+-")
+    decimals = _decimals(x, digits) if max_decimals is None else min(_decimals(x, digits), max_decimals)
+    text = f"{x:+.{decimals}f}" if signed else f"{x:.{decimals}f}"
+    if float(text) == 0:  # "0", never "-0.00", "+0" or "0.0000" (a value below the resolution)
+        text = "0"
     return text
+
+
+def percent_number(value: object, digits: int = DIGITS, signed: bool = False) -> str:
+    """A fraction as a number of percent (or points) without the unit: 0.914 -> ``91.4``, at most
+    :data:`PERCENT_DECIMALS` decimals."""
+    return sig(100.0 * float(value), digits, signed, PERCENT_DECIMALS)  # type: ignore[arg-type]
+
+
+_p = percent_number
 
 
 def pct(value: object, digits: int = DIGITS) -> str:
     """A rate in [0, 1] as a percentage with ``digits`` significant digits: 91.4%, 6.67%, 0.777%, 100%, 0%."""
-    return MISSING if is_missing(value) else sig(100.0 * float(value), digits) + "%"  # type: ignore[arg-type]
+    return MISSING if is_missing(value) else _p(value, digits) + "%"
 
 
 def pct_interval(value: object, low: object, high: object, digits: int = DIGITS) -> str:
@@ -133,19 +148,19 @@ def pct_interval(value: object, low: object, high: object, digits: int = DIGITS)
         return MISSING
     if is_missing(low) or is_missing(high):
         return pct(value, digits)
-    return f"{pct(value, digits)} [{sig(100.0 * float(low), digits)}, {sig(100.0 * float(high), digits)}]"  # type: ignore[arg-type]
+    return f"{pct(value, digits)} [{_p(low, digits)}, {_p(high, digits)}]"
 
 
 def pp(value: object, digits: int = DIGITS) -> str:
     """A difference of two rates in percentage points, signed: ``+1.23 pp``, ``-40.0 pp``."""
-    return MISSING if is_missing(value) else sig(100.0 * float(value), digits, signed=True) + " pp"  # type: ignore[arg-type]
+    return MISSING if is_missing(value) else _p(value, digits, signed=True) + " pp"
 
 
 def pp_interval(low: object, high: object, digits: int = DIGITS) -> str:
     """``[+1.23, +4.56] pp``."""
     if is_missing(low) or is_missing(high):
         return MISSING
-    return f"[{sig(100.0 * float(low), digits, True)}, {sig(100.0 * float(high), digits, True)}] pp"  # type: ignore[arg-type]
+    return f"[{_p(low, digits, True)}, {_p(high, digits, True)}] pp"
 
 
 def yes_no(value: object) -> str:
@@ -252,7 +267,7 @@ def format_column(column: str, values: pd.Series, low: pd.Series | None = None,
             return title, [pct_interval(v, lo, hi) for v, lo, hi in zip(values, low, high)]
         return title, [pct(v) for v in values]
     if kind == "points":
-        return title + " (pp)", [MISSING if is_missing(v) else sig(100.0 * float(v), signed=True) for v in values]
+        return title + " (pp)", [MISSING if is_missing(v) else _p(v, signed=True) for v in values]
     if kind == "count":
         return title, [count(v) if isinstance(v, (Real, np.number)) or is_missing(v) else str(v) for v in values]
     if kind == "integer":

@@ -124,7 +124,7 @@ def compare_with_paper(table: pd.DataFrame) -> pd.DataFrame:
 
     ``within_interval`` says whether the paper's value lies in our interval (descriptive only); ``verdict`` is
     :func:`analysis.verdicts.against_value` of our interval against the paper's value (ASR and clean accuracy;
-    None for L2, which has no interval). Rates are fractions (the CSV's unit); see :func:`paper_table_blocks`
+    None for L2, which has no interval). Rates are fractions (the CSV's unit); see :func:`paper_tables_section`
     for the table people read.
     """
     out = []

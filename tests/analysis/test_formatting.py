@@ -40,6 +40,8 @@ def test_interval_and_points() -> None:
     assert pct_interval(0.5, math.nan, 0.6) == "50.0%"  # an interval we do not know is left out, not "nan"
     assert pct_interval(None, 0.1, 0.2) == MISSING
     assert pp(-0.5289) == "-52.9 pp" and pp(0.0111) == "+1.11 pp" and pp(0.0) == "0 pp"
+    # Floating-point noise in a difference of two equal rates is 0, not "+0.0000111 pp".
+    assert pp(1.11e-7) == "0 pp" and pct(0.0000123) == "0.0012%" and pct(0.000123) == "0.0123%"
 
 
 def test_scaled_column_names_its_power_of_ten() -> None:
