@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from gameplay.rules import DEFAULT_BUDGET_SOURCE, DEFAULT_MAX_ACCURACY_DROP
 from payoffs.errors import DefdropError, Terminated
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -517,11 +518,24 @@ def payoff(
 @app.command()
 @user_errors
 def solve(
-    payoff: Path = typer.Argument(..., help="Payoff table CSV (from `defdrop payoff`)."),
-    max_accuracy_drop: Optional[float] = typer.Option(
-        None, "--max-accuracy-drop", help="Paper's epsilon: keep defender strategies losing less clean accuracy "
-                                          "than this fraction (0.01 = one point; a drop of exactly epsilon is out, "
-                                          "as in Algorithm 1); Algorithm 1 needs it."),
+    payoff: Path = typer.Argument(..., help="Payoff table CSV (from `defdrop payoff`, or reproduce's "
+                                            "tables/payoff.csv / tables/game-*.csv), or any CSV with the columns "
+                                            "attacker, defender, asr, clean_accuracy."),
+    max_accuracy_drop: Optional[str] = typer.Option(
+        None, "--max-accuracy-drop", metavar="FRACTION|none",
+        help="Paper's epsilon: keep defender strategies losing less clean accuracy than this fraction (0.01 = one "
+             "point; a drop of exactly epsilon is out, as in Algorithm 1). Default "
+             f"{DEFAULT_MAX_ACCURACY_DROP:g}, {DEFAULT_BUDGET_SOURCE}; 'none' lifts the limit (the recommendation "
+             "still states its accuracy cost; Algorithm 1 is then not run)."),
+    model: Optional[str] = typer.Option(
+        None, "--model", metavar="LABEL",
+        help="Solve one model's game: its name in the table (r=0.3, your model's label) or the start of its hash. "
+             "Needed where the table holds several games (reproduce's tables/payoff.csv); the error lists them."),
+    game: Optional[str] = typer.Option(
+        None, "--game", metavar="ATTACKS-SPACE",
+        help="Which attackers: ATTACKS joined by + (cw, fgsm+jsma) and/or a SPACE, paper (the paper's attackers "
+             "only) or eot (the adaptive ones too: EOT, expected test, kappa > 0), e.g. cw-eot, as in reproduce's "
+             "tables/game-r0.3-cw-eot.csv. Default: every attacker."),
     solver: str = typer.Option("all", "--solver", help="all | algorithm1 | minimax | nash | stackelberg"),
     mu: float = typer.Option(0.0, "--mu", help="Attacker's cost per unit of L2 paid per attack (> 0: general-sum)."),
     lam: float = typer.Option(0.0, "--lam", help="Defender's cost per unit of accuracy lost (> 0: general-sum)."),
@@ -533,9 +547,14 @@ def solve(
     audit: Optional[Path] = typer.Option(None, "--audit", help="An audit JSON (defdrop audit): say whether it backs "
                                                                "the recommended defender and Algorithm 1's."),
 ) -> None:
-    """Which test dropout rate to deploy: Algorithm 1, best responses, minimax, Nash, Stackelberg, robustness."""
+    """Which test dropout rate to deploy: Algorithm 1, best responses, minimax, Nash, Stackelberg, robustness.
+
+    Examples: `defdrop solve payoff.csv --out report.html` (the paper's 1-point accuracy budget);
+    `defdrop solve runs/demo/tables/payoff.csv --model r=0.3 --game cw-eot`;
+    `defdrop solve mine.csv --max-accuracy-drop none --json`.
+    """
     from analysis.solve_text import report_json_text, solve_markdown
-    from gameplay.solve import solve_payoff_csv
+    from gameplay.solve import parse_budget, solve_payoff_csv
     from payoffs.io import check_outputs
 
     check_outputs({"--out": out}, inputs={"PAYOFF": payoff, "--audit": audit})
@@ -543,8 +562,8 @@ def solve(
     if audit is not None:  # read first: a bad audit file must not cost the solve
         from gameplay.audit_backing import read_audit_json
         summary = read_audit_json(audit)
-    report = solve_payoff_csv(payoff, max_accuracy_drop=max_accuracy_drop, solver=solver, mu=mu, lam=lam,
-                              robustness_samples=robustness_samples, seed=seed)
+    report = solve_payoff_csv(payoff, max_accuracy_drop=parse_budget(max_accuracy_drop), solver=solver, mu=mu, lam=lam,
+                              robustness_samples=robustness_samples, seed=seed, model=model, game=game)
     if out is not None:
         from analysis.solve_report import write_solve_report_html
         write_solve_report_html(report, out)

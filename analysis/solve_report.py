@@ -16,7 +16,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from analysis.html import write_page
-from analysis.solve_text import headline, note_text, reasons
+from analysis.solve_text import (budget_text, defender_rows, headline, interval, note_text, number, pct, reasons,
+                                 regret_text, signed_points, utility)
 from gameplay.solve import SolveReport
 from payoffs.errors import DefdropError
 
@@ -24,8 +25,7 @@ from payoffs.errors import DefdropError
 MAX_TEXT_COLUMNS = 12
 
 
-def _pct(v: float | None) -> str:
-    return "-" if v is None or not math.isfinite(v) else f"{100 * v:.1f}%"
+_pct = pct
 
 
 def figure_payoff_heatmap(report: SolveReport) -> go.Figure:
@@ -35,9 +35,12 @@ def figure_payoff_heatmap(report: SolveReport) -> go.Figure:
     kept = set(report.game_rows)
     y = [d.label + ("" if i in kept else "  (drop > eps)") for i, d in enumerate(report.defenders)]
     x = [a.label + (" *" if a.adaptive else "") for a in report.attackers]
-    text = [[f"{100 * asr[i, j]:.1f} [{100 * low[i, j]:.1f}, {100 * high[i, j]:.1f}]" for j in range(asr.shape[1])]
-            for i in range(asr.shape[0])]
-    acc = [[f"{_pct(d.accuracy)} (drop {100 * d.accuracy_drop:+.2f} pt)"] * asr.shape[1] for d in report.defenders]
+    def cell(a: float, lo: float, hi: float) -> str:
+        known = math.isfinite(lo) and math.isfinite(hi)
+        return f"{100 * a:.1f} " + (f"[{100 * lo:.1f}, {100 * hi:.1f}]" if known else "[unknown]")
+
+    text = [[cell(asr[i, j], low[i, j], high[i, j]) for j in range(asr.shape[1])] for i in range(asr.shape[0])]
+    acc = [[f"{pct(d.accuracy)} (drop {signed_points(d.accuracy_drop)})"] * asr.shape[1] for d in report.defenders]
     show_text = asr.shape[1] <= MAX_TEXT_COLUMNS
     fig = go.Figure(go.Heatmap(
         z=asr * 100, x=x, y=y, text=text, customdata=acc, colorscale="Reds", zmin=0, zmax=100,
@@ -137,43 +140,36 @@ def figure_robustness(report: SolveReport) -> go.Figure:
 
 
 def _defender_frame(report: SolveReport) -> pd.DataFrame:
-    """One row per defender strategy; the training rate r only where some model has one."""
-    asr = np.asarray(report.asr)
-    kept = set(report.game_rows)
-    rates = [d.train_dropout for d in report.defenders]
-    by_rate = {"r": rates} if any(math.isfinite(r) for r in rates) else {}
-    return pd.DataFrame({
-        "defender": [d.label for d in report.defenders],
-        "model": [d.model_name for d in report.defenders],
-        "defense": [d.defense for d in report.defenders],
-        "r'": [d.test_dropout for d in report.defenders],
-        **by_rate,
-        "clean accuracy": [d.accuracy for d in report.defenders],
-        "accuracy drop": [d.accuracy_drop for d in report.defenders],
-        "in game": ["yes" if i in kept else "no" for i in range(len(report.defenders))],
-        "mean ASR": asr.mean(axis=1),
-        "worst ASR": asr.max(axis=1),
-        "worst attacker": [report.attackers[int(j)].label for j in asr.argmax(axis=1)],
-    })
+    """One row per defender strategy, as text written the markdown's way (the training rate r only where some
+    model has one)."""
+    header, rows = defender_rows(report, detail=True)
+    return pd.DataFrame(rows, columns=header)
 
 
 def _solver_frame(report: SolveReport) -> pd.DataFrame:
+    """Each solver's defender strategy, its worst case, value and regret, as text."""
     rows = []
     for name, eq in (("minimax", report.minimax), ("Stackelberg", report.stackelberg)):
         if eq is not None:
             worst, att = report.worst_case(eq)
-            rows.append([name, ", ".join(f"{k} {_pct(v)}" for k, v in report.mix(eq).items()), worst, att,
-                         eq.defender_value, eq.regret])
+            rows.append([name, ", ".join(f"{k} {pct(v)}" for k, v in report.mix(eq).items()), pct(worst), att,
+                         utility(eq.defender_value), regret_text(eq.regret)])
     if report.nash is not None:
         for k, eq in enumerate(sorted(report.nash.equilibria, key=lambda e: -e.defender_value)[:10]):
             worst, att = report.worst_case(eq)
-            rows.append([f"Nash #{k + 1}", ", ".join(f"{a} {_pct(v)}" for a, v in report.mix(eq).items()), worst, att,
-                         eq.defender_value, eq.regret])
+            rows.append([f"Nash #{k + 1}", ", ".join(f"{a} {pct(v)}" for a, v in report.mix(eq).items()), pct(worst),
+                         att, utility(eq.defender_value), regret_text(eq.regret)])
     if report.algorithm1 is not None and report.algorithm1.worst is not None:
         w = report.algorithm1.worst
-        rows.append(["Algorithm 1", report.algorithm1.defender or "r'=0", w.asr, w.attacker, math.nan, math.nan])
+        rows.append(["Algorithm 1", report.algorithm1.defender or "r'=0", pct(w.asr), w.attacker, "-", "-"])
     return pd.DataFrame(rows, columns=["solver", "defender strategy", "worst-case ASR", "worst attacker",
-                                       "defender value", "regret"])
+                                       "defender's value (points)", "regret"])
+
+
+def _picked(params: dict) -> str:
+    """`` (model r=0.3, game cw-eot)`` where the game was picked out of a larger table."""
+    picked = ", ".join(f"{k} {params[k]}" for k in ("model", "game") if params.get(k))
+    return f" ({picked})" if picked else ""
 
 
 def report_blocks(report: SolveReport) -> list:
@@ -182,10 +178,10 @@ def report_blocks(report: SolveReport) -> list:
     p = report.params
     eps = p["max_accuracy_drop"]
     blocks: list = [
-        f"Input `{report.source}`: {len(report.defenders)} defender x {len(report.attackers)} attacker strategies; "
+        f"Input `{report.source}`{_picked(p)}: {len(report.defenders)} defender x {len(report.attackers)} attacker strategies; "
         f"game of {len(report.game_rows)} x {len(report.attackers)}, **{report.kind}** (mu = {p['mu']:g}, "
         f"lambda = {p['lam']:g}), "
-        + (f"accuracy constraint epsilon = {eps:g}." if eps is not None else "no accuracy constraint."),
+        + f"{budget_text(rec)}" + (f" (epsilon = {eps:g})." if eps is not None else "."),
         "## Recommendation",
         f"**{headline(rec)}** ({rec.solver}): worst-case expected ASR {_pct(rec.worst_case_asr)} "
         f"({rec.worst_attacker}).",
@@ -210,8 +206,9 @@ def report_blocks(report: SolveReport) -> list:
     if report.algorithm1 is not None:
         a1 = report.algorithm1
         blocks += [f"## Algorithm 1 per attacker (r' = {a1.choice.rate:g})",
-                   pd.DataFrame([[r.attacker, r.rate, r.asr, r.asr_low, r.asr_high] for r in a1.rows],
-                                columns=["attacker", "r'", "ASR", "low", "high"])]
+                   pd.DataFrame([[r.attacker, f"{r.rate:g}", pct(r.asr), interval(r.asr_low, r.asr_high)]
+                                 for r in a1.rows],
+                                columns=["attacker", "test dropout r'", "ASR", "95% interval"])]
     if report.notes:
         blocks += ["## Notes", "\n".join(f"- {note_text(n)}" for n in report.notes)]
     blocks.append("Seconds: " + ", ".join(f"{k} {s:.2f}" for k, s in report.seconds))
