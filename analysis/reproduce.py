@@ -248,8 +248,6 @@ def now() -> float:
 
 
 # --------------------------------------------------------------------------- stages 3-5 and the report
-
-
 def run_gradvar_stage(profile: Profile, models: dict[float, Path], data_dir: Path | None, device: torch.device,
                       seed: int):
     """Stage 3b: the paper's Figure 4 on our model (r' = 0.1..0.9 and SAP)."""
