@@ -313,6 +313,7 @@ def accuracy(
     device: str = DeviceOpt,
 ) -> None:
     """Clean test accuracy under each defense, averaged over M defender samples, with 95% intervals."""
+    from analysis.formatting import pct_interval
     from gameplay.strategies import defender_space
     from payoffs.evaluation import defended_accuracy
     from payoffs.parsing import parse_floats
@@ -329,13 +330,14 @@ def accuracy(
     defenders = defender_space(rates, sap)
     slot = check_model(source, test, defense_at, defenders, dev)
     net, split = source.load(dev), test.load_test()
-    table = Table(title=f"clean accuracy, {test.name} test split ({len(split.x)} images), model "
-                        f"{source.description.label}, defense after {slot}, M={samples}")
-    for col in ("defender", "accuracy", "95% interval"):
-        table.add_column(col)
+    console.print(f"clean accuracy, {test.name} test split ({len(split.x)} images), model {source.description.label}, "
+                  f"defense after {slot}, M={samples}", highlight=False, markup=False, soft_wrap=True)
+    table = Table()
+    for col in ("defender", "clean accuracy [95% interval]"):
+        table.add_column(col, no_wrap=True)
     for d in defenders:
         est = defended_accuracy(with_defense(net, d.module(), slot), split.x, split.y, samples, seed)
-        table.add_row(d.id, f"{est.mean:.4f}", f"[{est.low:.4f}, {est.high:.4f}]")
+        table.add_row(d.id, pct_interval(est.mean, est.low, est.high))
     console.print(table)
 
 
@@ -461,6 +463,7 @@ def payoff(
     """Evaluate every attacker strategy against every defender strategy into a payoff table."""
     import time as _time
 
+    from analysis.formatting import text_table
     from gameplay.strategies import attacker_space, defender_space, spaces_from_toml
     from payoffs.dask_executor import open_executor
     from payoffs.io import check_outputs
@@ -524,7 +527,7 @@ def payoff(
                        extra={"executor": where})
     show = table[["attacker", "defender", "asr", "asr_low", "asr_high", "asr_majority", "l2_mean",
                   "clean_accuracy", "forwards", "backwards"]]
-    console.print(show.to_string(index=False, float_format=lambda v: f"{v:.4f}"), highlight=False, markup=False)
+    console.print(text_table(show), highlight=False, markup=False, soft_wrap=True)
     console.print(f"wrote {' and '.join(str(p) for p in payoff_outputs(out).values())}", highlight=False)
 
 
@@ -626,6 +629,7 @@ def gradvar(
     png: bool = PngOpt,
 ) -> None:
     """Gradient variance under each defender (paper section 3.3, Figure 4): write the page, print the statistics."""
+    from analysis.formatting import text_table
     from analysis.gradvar import (build_defenders, paper_checks, read_payoff_frame, read_payoff_images, run_gradvar,
                                   select_inputs, summary_table)
     from analysis.gradvar_page import write_gradvar_html
@@ -656,12 +660,7 @@ def gradvar(
     rows = summary_table(result)
     title = (f"sampled C&W gradients, {test.name}, model {source.description.label}, defense after {slot}, "
              f"{images} images, S={samples}, D={dims} ({dim_selection}); mean [95% bootstrap interval over images]")
-    table = Table(title=title)
-    for col in rows.columns:
-        table.add_column(str(col))
-    for row in rows.itertuples(index=False):
-        table.add_row(*(str(v) for v in row))
-    console.print(table)
+    console.print(title + "\n" + text_table(rows), highlight=False, markup=False, soft_wrap=True)
     for check in paper_checks(result):
         console.print(f"{check.verdict}: {check.claim}. {check.detail}", highlight=False, markup=False)
     console.print(f"wrote {out}" + (f" and {csv}" if csv is not None else ""), highlight=False, markup=False)

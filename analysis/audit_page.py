@@ -18,6 +18,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from analysis.html import write_page
+from analysis.report import formatted_blocks
 from gameplay import audit_backing as ab
 from gameplay.audit_rules import (
     EOT_MARGIN,
@@ -354,7 +355,7 @@ def write_audit(evidence: AuditEvidence, verdict: AuditVerdict, html_path: str |
     try:
         atomic_write_text(json_path, json.dumps(audit_json(evidence, verdict), indent=1, allow_nan=False))
         write_page(html_path, f"defdrop audit: {evidence.attacker['id']} on {evidence.model.label}",
-                   page_blocks(evidence, verdict), plotly=plotly, png=png, log=log)
+                   formatted_blocks(page_blocks(evidence, verdict)), plotly=plotly, png=png, log=log)
     except OSError as exc:
         raise DefdropError(f"cannot write the audit {exc.filename or html_path}: {exc.strerror or exc}") from None
     return html_path, json_path

@@ -8,6 +8,7 @@ from typing import Callable
 
 import pandas as pd
 
+from analysis.formatting import display_table
 from analysis.gradvar import GradVarResult, paper_checks, summary_table, variance_asr_relation
 from analysis.verdicts import level_text
 from gameplay.images import ImageData
@@ -67,7 +68,7 @@ def write_gradvar_html(result: GradVarResult, path: str | Path, payoff_df: pd.Da
             "errors) and a permutation p-value. Across dropout rates r' drives both variance and ASR, so SAP is "
             "the telling point: does it sit where its variance says?",
             figures.figure_statistic_vs_asr(relation),
-            relation.table,
+            display_table(relation.table),
             "## Figures 3 and 5: accuracy, ASR and L2 over (train rate r, test rate r')",
             *figures.figure_accuracy_asr_l2_heatmaps(payoff_df),
         ]

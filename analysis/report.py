@@ -1,7 +1,6 @@
 """The reproduce report: one list of blocks rendered twice, as HTML and as markdown (figures as PNG pictures)."""
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Callable, Sequence
 from urllib.parse import quote
@@ -9,22 +8,29 @@ from urllib.parse import quote
 import pandas as pd
 import plotly.graph_objects as go
 
+from analysis.formatting import display_table
 from analysis.html import Block, RawHtml, png_note, publish_page
 from payoffs.io import atomic_write_bytes
 
 
 def _cell(value: object) -> str:
-    if isinstance(value, float):
-        return "-" if math.isnan(value) else f"{value:.4g}"
-    return str(value).replace("|", "\\|")
+    return str(value).replace("|", "\\|").replace("\n", " ")
 
 
 def frame_to_markdown(df: pd.DataFrame) -> str:
-    """A GitHub-flavoured markdown table (floats with 4 significant digits, NaN as '-')."""
-    head = "| " + " | ".join(map(str, df.columns)) + " |"
-    rule = "|" + "|".join("---" for _ in df.columns) + "|"
-    rows = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    """A GitHub-flavoured markdown table, formatted for people by :func:`analysis.formatting.display_table`
+    (readable headers, rates in percent, 3 significant digits, "—" for a missing value)."""
+    shown = display_table(df)
+    head = "| " + " | ".join(_cell(c) for c in shown.columns) + " |"
+    rule = "|" + "|".join("---" for _ in shown.columns) + "|"
+    rows = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in shown.itertuples(index=False)]
     return "\n".join([head, rule, *rows])
+
+
+def formatted_blocks(blocks: Sequence[Block]) -> list[Block]:
+    """Every table among ``blocks`` formatted for people (:func:`analysis.formatting.display_table`), so the HTML
+    page and the markdown show the same text."""
+    return [display_table(b) if isinstance(b, pd.DataFrame) else b for b in blocks]
 
 
 def _figure_name(fig: go.Figure) -> str:
@@ -61,6 +67,7 @@ def write_report(out_dir: Path, title: str, blocks: Sequence[Block], *, plotly: 
     """``out_dir/report.html`` (plotly.js per ``plotly``; ``directory``: one ``plotly.min.js`` in ``out_dir``)
     and ``out_dir/report.md``, whose figures are the PNGs in ``out_dir/report-figures/`` where static export
     works here (``log`` gets one line where it does not)."""
+    blocks = formatted_blocks(blocks)
     page = publish_page(out_dir / "report.html", title, blocks, plotly=plotly, png=png)
     if png and page.pngs.reason and log is not None:
         log(png_note(page.pngs))
