@@ -14,6 +14,7 @@ from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn, TimeE
 from rich.table import Table
 from rich.text import Text
 
+from gameplay.rules import DEFAULT_BUDGET_SOURCE, DEFAULT_MAX_ACCURACY_DROP
 from payoffs.errors import DefdropError, Terminated
 
 app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -173,11 +174,12 @@ def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[str]]
 
 def cell_line(kind: str, i: int, n: int, record: dict) -> str:
     """One log line per finished job, for logs (a terminal shows the progress bar instead)."""
+    from analysis.formatting import pct
     from payoffs.cell import headline
 
     what = record.get("attacker", "") + (" vs " if "attacker" in record else "") + record.get("defender", "")
     name, value = headline(record)
-    result = f"{name} {_percent(value, 1 if name == 'ASR' else 2)}"
+    result = f"{name} {pct(value)}"
     model = f" ({record['model_label']})" if record.get("model_label") else ""
     return f"[{i}/{n}] {kind} {what}{model}: {result} in {record.get('seconds', float('nan')):.1f} s"
 
@@ -200,6 +202,11 @@ def _cell_device(name: str, executor: str | None, scheduler: str | None) -> str:
     return name if remote and name.startswith("cuda") else str(_device(name))
 
 
+def _note(line: str) -> None:
+    """One line for the user on stderr (stdout stays the command's result)."""
+    err_console.print(line, highlight=False, markup=False, soft_wrap=True)
+
+
 def _executor_note(line: str) -> None:
     err_console.print(line, highlight=False, markup=False, soft_wrap=True)
 
@@ -215,6 +222,15 @@ OUTPUT_PANEL = "Output"
 
 DeviceOpt = typer.Option("auto", "--device", metavar="auto|cpu|cuda", help="auto: CUDA when present.",
                          rich_help_panel=RUN_PANEL)
+_PLOTLY_HELP = ("Where pages get plotly.js: inline (embedded in each page, one self-contained file of about 5 MB) | "
+                "directory (one plotly.min.js in the page's folder, shared by its pages) | cdn (cdn.plot.ly: a small "
+                "page that needs the network to display).")
+PlotlyOpt = typer.Option("inline", "--plotly", metavar="inline|directory|cdn", help=_PLOTLY_HELP,
+                         rich_help_panel=OUTPUT_PANEL)
+PngOpt = typer.Option(False, "--png/--no-png", help="Also write every figure as a PNG beside the page "
+                                                    "(<page>-figures/figure-N.png); needs kaleido and a "
+                                                    "Chrome/Chromium, else one line says why and the page is written "
+                                                    "without them.", rich_help_panel=OUTPUT_PANEL)
 BatchOpt = typer.Option(900, "--batch-size", metavar="ROWS",
                         help="Attacks x EOT samples per forward pass: a speed knob only (randomness is keyed per "
                              "example, so results do not depend on it); larger on a GPU, e.g. 7200.",
@@ -497,6 +513,7 @@ def accuracy(
     device: str = DeviceOpt,
 ) -> None:
     """Clean test accuracy under each defense, averaged over M defender samples, with 95% intervals."""
+    from analysis.formatting import pct, pct_interval
     from gameplay.strategies import defender_space
     from payoffs.evaluation import defended_accuracy
     from payoffs.parsing import parse_floats, parse_ints
@@ -524,17 +541,11 @@ def accuracy(
             bar.remove_task(task)
             bar.update(overall, completed=i)
             if not bar.console.is_terminal:
-                log_line(f"[{i}/{len(defenders)}] accuracy {d.id}: {_percent(est.mean, 2)} on {len(split.x)} images "
+                log_line(f"[{i}/{len(defenders)}] accuracy {d.id}: {pct(est.mean)} on {len(split.x)} images "
                          f"x M={eval_samples} in {time.perf_counter() - start:.1f} s")
-            rows.append((d.id, _percent(est.mean, 2), f"[{_percent(est.low, 2)}, {_percent(est.high, 2)}]"))
+            rows.append((d.id, pct_interval(est.mean, est.low, est.high)))
     print_table(f"clean accuracy, {test.name} test split ({len(split.x)} images), model {source.description.label}, "
-                f"defense after {slot}, M={eval_samples}", ("defender", "accuracy", "95% interval"), rows)
-
-
-def _percent(value: float, decimals: int = 1) -> str:
-    """A rate for a person to read: ``97.1%`` (CSV files keep fractions). Clean accuracy takes 2 decimals: one
-    image of a 10,000-image test split is 0.01%, and accuracy budgets are fractions of a point."""
-    return "-" if value != value else f"{100 * value:.{decimals}f}%"
+                f"defense after {slot}, M={eval_samples}", ("defender", "clean accuracy [95% interval]"), rows)
 
 
 @app.command(epilog=examples(
@@ -560,14 +571,17 @@ def reproduce(
     executor: Optional[str] = ExecutorOpt,
     scheduler: Optional[str] = SchedulerOpt,
     worker_threads: int = WorkerThreadsOpt,
+    plotly: str = typer.Option("directory", "--plotly", metavar="inline|directory|cdn", help=_PLOTLY_HELP),
 ) -> None:
     """The paper end to end: train, payoff sweeps (paper and adaptive attackers), artefacts, games, report."""
+    from analysis.html import check_plotly_mode
     from analysis.reproduce import check_profile, run_study
     from payoffs.dask_executor import check_executor_options, open_executor
     from payoffs.data import DATASETS
     from payoffs.io import check_outputs
 
     prof = check_profile(profile)
+    check_plotly_mode(plotly)
     for flag, value in (("--jobs", jobs), ("--batch-size", batch_size), ("--worker-threads", worker_threads)):
         _at_least(value, flag)
     check_executor_options(executor, scheduler, jobs)
@@ -595,7 +609,7 @@ def reproduce(
                                                log=lambda m: bar.console.print(m, highlight=False, markup=False,
                                                                                soft_wrap=True),
                                                on_done=counts.done, on_plan=counts.plan,
-                                               train_progress=train_progress)
+                                               train_progress=train_progress, plotly=plotly)
     console.print(md_path.read_text().split("## The paper's tables")[0], markup=False, highlight=False)
     console.print(f"report: {html_path.resolve()}\nmarkdown: {md_path.resolve()}", markup=False, highlight=False)
 
@@ -610,7 +624,7 @@ def demo(
 ) -> None:
     """The main job on embedded data: `reproduce --profile quick --dataset mnist-5k`."""
     reproduce(profile="quick", dataset="mnist-5k", out=out, jobs=jobs, batch_size=900, seed=0, data_dir=None,
-              device=device, executor=None, scheduler=None, worker_threads=1)
+              device=device, executor=None, scheduler=None, worker_threads=1, plotly="directory")
 
 
 def _split(text: str) -> list[str]:
@@ -752,17 +766,6 @@ class CellCounts:
         return lambda i, n: self.bar.update(task, completed=i, total=n)
 
 
-def print_payoff(table) -> None:
-    """The table as a person reads it: rates in percent with their intervals, L2 to 3 significant digits."""
-    rows = [(r.attacker, r.defender, f"{_percent(r.asr)} [{_percent(r.asr_low)}, {_percent(r.asr_high)}]",
-             _percent(r.asr_majority), "-" if r.l2_mean != r.l2_mean else f"{r.l2_mean:.3g}",
-             _percent(r.clean_accuracy, 2), f"{int(r.forwards):,}", f"{int(r.backwards):,}")
-            for r in table.itertuples(index=False)]
-    print_table("payoff table (ASR: mean share of the M samples that say the target; 95% intervals over images)",
-                ("attacker", "defender", "ASR [95% interval]", "ASR (majority)", "L2 (successful)",
-                 "clean accuracy", "forwards", "backwards"), rows)
-
-
 @app.command(epilog=examples(
     "defdrop payoff --model model.pt --attack cw --kappa 0,10 --eot 1,8 --test-dropout 0,0.3,0.5 --sap "
     "--n-images 100 --eval-samples 20 --jobs 2 --out payoff.csv",
@@ -834,6 +837,7 @@ def payoff(
     """Evaluate every attacker strategy against every defender strategy into a payoff table."""
     import time as _time
 
+    from analysis.formatting import text_table
     from gameplay.strategies import attacker_space, defender_space, spaces_from_toml
     from payoffs.dask_executor import check_executor_options, open_executor
     from payoffs.io import check_outputs
@@ -898,7 +902,9 @@ def payoff(
                        eval_samples=eval_samples, seed=seed, seconds=_time.perf_counter() - start,
                        extra={"executor": where})
     _remove_stale_partial(partial)
-    print_payoff(table)
+    show = table[["attacker", "defender", "asr", "asr_low", "asr_high", "asr_majority", "l2_mean",
+                  "clean_accuracy", "forwards", "backwards"]]
+    console.print(text_table(show), highlight=False, markup=False, soft_wrap=True)
     console.print(f"wrote {' and '.join(str(p) for p in payoff_outputs(out).values())}", highlight=False,
                   markup=False)
 
@@ -906,11 +912,24 @@ def payoff(
 @app.command()
 @user_errors
 def solve(
-    payoff: Path = typer.Argument(..., help="Payoff table CSV (from `defdrop payoff`)."),
-    max_accuracy_drop: Optional[float] = typer.Option(
-        None, "--max-accuracy-drop", help="Paper's epsilon: keep defender strategies losing less clean accuracy "
-                                          "than this fraction (0.01 = one point; a drop of exactly epsilon is out, "
-                                          "as in Algorithm 1); Algorithm 1 needs it."),
+    payoff: Path = typer.Argument(..., help="Payoff table CSV (from `defdrop payoff`, or reproduce's "
+                                            "tables/payoff.csv / tables/game-*.csv), or any CSV with the columns "
+                                            "attacker, defender, asr, clean_accuracy."),
+    max_accuracy_drop: Optional[str] = typer.Option(
+        None, "--max-accuracy-drop", metavar="FRACTION|none",
+        help="Paper's epsilon: keep defender strategies losing less clean accuracy than this fraction (0.01 = one "
+             "point; a drop of exactly epsilon is out, as in Algorithm 1). Default "
+             f"{DEFAULT_MAX_ACCURACY_DROP:g}, {DEFAULT_BUDGET_SOURCE}; 'none' lifts the limit (the recommendation "
+             "still states its accuracy cost; Algorithm 1 is then not run)."),
+    model: Optional[str] = typer.Option(
+        None, "--model", metavar="LABEL",
+        help="Solve one model's game: its name in the table (r=0.3, your model's label) or the start of its hash. "
+             "Needed where the table holds several games (reproduce's tables/payoff.csv); the error lists them."),
+    game: Optional[str] = typer.Option(
+        None, "--game", metavar="ATTACKS-SPACE",
+        help="Which attackers: ATTACKS joined by + (cw, fgsm+jsma) and/or a SPACE, paper (the paper's attackers "
+             "only) or eot (the adaptive ones too: EOT, expected test, kappa > 0), e.g. cw-eot, as in reproduce's "
+             "tables/game-r0.3-cw-eot.csv. Default: every attacker."),
     solver: str = typer.Option("all", "--solver", help="all | algorithm1 | minimax | nash | stackelberg"),
     mu: float = typer.Option(0.0, "--mu", help="Attacker's cost per unit of L2 paid per attack (> 0: general-sum)."),
     lam: float = typer.Option(0.0, "--lam", help="Defender's cost per unit of accuracy lost (> 0: general-sum)."),
@@ -921,22 +940,32 @@ def solve(
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON instead of markdown."),
     audit: Optional[Path] = typer.Option(None, "--audit", help="An audit JSON (defdrop audit): say whether it backs "
                                                                "the recommended defender and Algorithm 1's."),
+    plotly: str = PlotlyOpt,
+    png: bool = PngOpt,
 ) -> None:
-    """Which test dropout rate to deploy: Algorithm 1, best responses, minimax, Nash, Stackelberg, robustness."""
+    """Which test dropout rate to deploy: Algorithm 1, best responses, minimax, Nash, Stackelberg, robustness.
+
+    Examples: `defdrop solve payoff.csv --out report.html` (the paper's 1-point accuracy budget);
+    `defdrop solve runs/demo/tables/payoff.csv --model r=0.3 --game cw-eot`;
+    `defdrop solve mine.csv --max-accuracy-drop none --json`.
+    """
+    from analysis.html import check_plotly_mode
     from analysis.solve_text import report_json_text, solve_markdown
-    from gameplay.solve import solve_payoff_csv
+    from gameplay.solve import parse_budget, solve_payoff_csv
     from payoffs.io import check_outputs
+
+    check_plotly_mode(plotly)
 
     check_outputs({"--out": out}, inputs={"PAYOFF": payoff, "--audit": audit})
     summary = None
     if audit is not None:  # read first: a bad audit file must not cost the solve
         from gameplay.audit_backing import read_audit_json
         summary = read_audit_json(audit)
-    report = solve_payoff_csv(payoff, max_accuracy_drop=max_accuracy_drop, solver=solver, mu=mu, lam=lam,
-                              robustness_samples=robustness_samples, seed=seed)
+    report = solve_payoff_csv(payoff, max_accuracy_drop=parse_budget(max_accuracy_drop), solver=solver, mu=mu, lam=lam,
+                              robustness_samples=robustness_samples, seed=seed, model=model, game=game)
     if out is not None:
         from analysis.solve_report import write_solve_report_html
-        write_solve_report_html(report, out)
+        write_solve_report_html(report, out, plotly=plotly, png=png, log=_note)
     if summary is not None:
         from analysis.audit_page import solve_json_with_audit, solve_markdown_with_audit
         from gameplay.audit_backing import report_backings
@@ -990,11 +1019,15 @@ def gradvar(
                                            help="A payoff CSV (defdrop payoff): adds the variance-ASR relation and "
                                                 "Figures 3/5.", rich_help_panel=MODEL_PANEL),
     device: str = DeviceOpt,
+    plotly: str = PlotlyOpt,
+    png: bool = PngOpt,
 ) -> None:
     """Gradient variance under each defender (paper section 3.3, Figure 4): write the page, print the statistics."""
+    from analysis.formatting import text_table
     from analysis.gradvar import (build_defenders, paper_checks, read_payoff_frame, read_payoff_images, run_gradvar,
                                   select_inputs, summary_table)
     from analysis.gradvar_page import write_gradvar_html
+    from analysis.html import check_plotly_mode
     from payoffs.io import atomic_write_text, check_outputs
     from payoffs.parsing import parse_floats
     from payoffs.preflight import check_model
@@ -1008,6 +1041,7 @@ def gradvar(
     if dim_selection not in ("magnitude", "random"):
         raise DefdropError(f"--dim-selection {dim_selection!r} must be magnitude or random")
     kappa = ATTACKS["cw"].params["kappa"].check(kappa, "--kappa: cw")
+    check_plotly_mode(plotly)
     rates = parse_floats(test_dropout, "--test-dropout", low=0.0, high=1.0)
     check_outputs({"--out": out, "--csv": csv}, inputs={"--model": model, "--weights": weights, "--data": data,
                                                         "--payoffs": payoffs})
@@ -1034,11 +1068,11 @@ def gradvar(
                              progress=progress)
     if csv is not None:  # the small table first: if the page then fails to fit on disk, the numbers are kept
         atomic_write_text(csv, result.table.to_csv(index=False))
-    write_gradvar_html(result, out, payoff_df=payoff_df, images=payoff_images)
+    write_gradvar_html(result, out, payoff_df=payoff_df, images=payoff_images, plotly=plotly, png=png, log=_note)
     rows = summary_table(result)
     title = (f"sampled C&W gradients, {test.name}, model {source.description.label}, defense after {slot}, "
              f"{images} images, S={samples}, D={dims} ({dim_selection}); mean [95% bootstrap interval over images]")
-    print_table(title, [str(c) for c in rows.columns], list(rows.itertuples(index=False)))
+    console.print(title + "\n" + text_table(rows), highlight=False, markup=False, soft_wrap=True)
     for check in paper_checks(result):
         console.print(f"{check.verdict}: {check.claim}. {check.detail}", highlight=False, markup=False)
     console.print(f"wrote {out}" + (f" and {csv}" if csv is not None else ""), highlight=False, markup=False)
@@ -1111,11 +1145,14 @@ def audit(
                                  rich_help_panel=OUTPUT_PANEL),
     batch_size: int = BatchOpt,
     device: str = DeviceOpt,
+    plotly: str = PlotlyOpt,
+    png: bool = PngOpt,
 ) -> None:
     """Is the attacker strong enough? The validity checks of a randomized-defense evaluation, per defender."""
     import json as _json
 
     from analysis.audit_page import audit_json, json_path_for, run_audit, summary_lines, write_audit
+    from analysis.html import check_plotly_mode
     from gameplay.strategies import attacker_space, defender_space
     from payoffs.audit.settings import AuditSettings
     from payoffs.io import check_outputs
@@ -1123,6 +1160,7 @@ def audit(
     from payoffs.preflight import check_model
     from payoffs.sources import data_for, open_data
 
+    check_plotly_mode(plotly)
     check_outputs({"--out": out, "its JSON": json_path_for(out)},
                   inputs={"--model": model, "--weights": weights, "--data": data})
     flags = {"kappa": kappa, "initial_c": c, "search_steps": search_steps, "iterations": iterations,
@@ -1158,7 +1196,7 @@ def audit(
 
         evidence, verdict = run_audit(source, defenders, attackers[0], settings=settings, data=test, slot=slot,
                                       device=dev, log=log)
-    html_path, json_path = write_audit(evidence, verdict, out)
+    html_path, json_path = write_audit(evidence, verdict, out, plotly=plotly, png=png, log=_note)
     if as_json:
         typer.echo(_json.dumps(audit_json(evidence, verdict), indent=1, allow_nan=False))
     else:

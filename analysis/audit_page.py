@@ -18,6 +18,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from analysis.html import write_page
+from analysis.report import formatted_blocks
 from gameplay import audit_backing as ab
 from gameplay.audit_rules import (
     EOT_MARGIN,
@@ -223,7 +224,7 @@ def figure_eot_curve(evidence: AuditEvidence, verdict: AuditVerdict) -> go.Figur
     fig.update_layout(
         title=f"EOT saturation: ASR [{level_text()} interval] against k, {evidence.attacker['id']}",
         xaxis={"type": "log", "title": "EOT samples per gradient step k (log scale)", "dtick": math.log10(2)},
-        yaxis={"title": "attack success rate (%)", "range": [0, 105]}, height=460)
+        yaxis={"title": "attack success rate (%)", "range": [0, 105], "dtick": 10, "ticksuffix": "%"}, height=460)
     return fig
 
 
@@ -344,15 +345,17 @@ def page_blocks(evidence: AuditEvidence, verdict: AuditVerdict) -> list:
     return blocks
 
 
-def write_audit(evidence: AuditEvidence, verdict: AuditVerdict, html_path: str | Path) -> tuple[Path, Path]:
+def write_audit(evidence: AuditEvidence, verdict: AuditVerdict, html_path: str | Path, *, plotly: str = "inline",
+                png: bool = False, log: Callable[[str], None] | None = None) -> tuple[Path, Path]:
     """The page at ``html_path`` and its JSON form beside it (same name, ``.json``); returns both paths. The small
-    JSON is written first, so the numbers are kept if the page then fails to fit on disk."""
+    JSON is written first, so the numbers are kept if the page then fails to fit on disk. ``plotly`` and ``png``:
+    as :func:`analysis.html.write_page` (``log`` gets its one line where PNGs cannot be written)."""
     html_path = Path(html_path)
     json_path = json_path_for(html_path)
     try:
         atomic_write_text(json_path, json.dumps(audit_json(evidence, verdict), indent=1, allow_nan=False))
         write_page(html_path, f"defdrop audit: {evidence.attacker['id']} on {evidence.model.label}",
-                   page_blocks(evidence, verdict))
+                   formatted_blocks(page_blocks(evidence, verdict)), plotly=plotly, png=png, log=log)
     except OSError as exc:
         raise DefdropError(f"cannot write the audit {exc.filename or html_path}: {exc.strerror or exc}") from None
     return html_path, json_path

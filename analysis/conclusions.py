@@ -15,9 +15,32 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analysis.paper import MNIST_DATASETS, comparable_dataset, is_adaptive, paper_numbers
-from analysis.verdicts import (ADAPTIVE_RISE_MARGIN, AGREEMENT_MARGIN, AGREES, DISAGREES, INCONCLUSIVE, LEVEL,
-                               against_sign, against_value, below_margin, combine, level_text, z_value)
+from analysis.formatting import pct, percent_number, pp, pp_interval
+from analysis.paper import (
+    COMPARED,
+    MNIST_DATASETS,
+    NOT_COMPARABLE,
+    comparable_dataset,
+    is_adaptive,
+    paper_numbers,
+    paper_recipe,
+    published_pct,
+    recipe_text,
+)
+from analysis.verdicts import (
+    ADAPTIVE_RISE_MARGIN,
+    AGREEMENT_MARGIN,
+    AGREES,
+    DISAGREES,
+    INCONCLUSIVE,
+    LEVEL,
+    against_sign,
+    against_value,
+    below_margin,
+    combine,
+    level_text,
+    z_value,
+)
 from gameplay.images import Estimate, ImageData, Interval, contrast, difference
 from gameplay.rules import designated_adaptive
 
@@ -33,29 +56,21 @@ class Finding:
 
 
 # --------------------------------------------------------------------------- formatting and estimates
-def _pct(v: float | None) -> str:
-    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}%"
-
-
-def _paper_pct(v: float) -> str:
-    """A published rate as the paper prints it (100%, 13.89%)."""
-    return f"{100 * v:.2f}".rstrip("0").rstrip(".") + "%"
+# The shared formatter (analysis.formatting): rates in percent with 3 significant digits, differences in pp.
+_pct = pct
+_paper_pct = published_pct
+_pp = pp
 
 
 def _n(count: int, one: str, many: str) -> str:
     return f"{count} {one if count == 1 else many}"
 
 
-def _pp(v: float) -> str:
-    return f"{100 * v:+.1f} pp"
-
-
 def _span(low: float, high: float, unit: str = "%") -> str:
-    if math.isnan(low) or math.isnan(high):
-        return "[n/a]"
+    """The interval after an estimate: ``[89.0, 93.5]`` (percent) or ``[+1.23, +4.56] pp``."""
     if unit == "pp":
-        return f"[{100 * low:+.1f}, {100 * high:+.1f}] pp"
-    return f"[{100 * low:.1f}, {100 * high:.1f}]%"
+        return pp_interval(low, high)
+    return "[n/a]" if math.isnan(low) or math.isnan(high) else f"[{percent_number(low)}, {percent_number(high)}]"
 
 
 def _how(iv: Interval) -> str:
@@ -137,6 +152,11 @@ def headline(table: pd.DataFrame, images: ImageData | None = None) -> Finding:
     if same.empty:
         return not_comparable(f"the paper's headline is on MNIST; this table's r = {r:g} model is on "
                               f"{', '.join(sorted(set(map(str, at_r['dataset']))))}")
+    plain = same[paper_recipe(same)]
+    if plain.empty:
+        return not_comparable(f"this table's r = {r:g} model is {recipe_text(same)}; the paper's is trained "
+                              "plainly")
+    same = plain
     base, defended = paper_cell(same, h["attack"], r, 0.0), paper_cell(same, h["attack"], r, r_test)
     if base is None or defended is None:
         missing = "r' = 0" if base is None else f"r' = {r_test:g}"
@@ -165,23 +185,23 @@ def headline(table: pd.DataFrame, images: ImageData | None = None) -> Finding:
 
 
 def table_agreement(comparison: pd.DataFrame) -> list[Finding]:
-    """Per published table: each ASR value's verdict (:func:`analysis.verdicts.against_value`) and the table's
-    (:func:`analysis.verdicts.combine`); a table on another dataset is shown, not judged."""
+    """Per published table: each compared ASR value's verdict (:func:`analysis.verdicts.against_value`) and the
+    table's (:func:`analysis.verdicts.combine`). Only rows :func:`analysis.paper.compare_with_paper` compared
+    (the paper's model on the paper's dataset) count; a table none of whose rows is comparable gets one
+    "not comparable here" line with the reason, never a verdict."""
     out = []
     for name, group in comparison[comparison["metric"] == "asr"].groupby("artefact", sort=True):
-        ran = group[~group["ours"].isna()]
+        title = f"Table {name.removeprefix('table')} ({group['attack'].iloc[0].upper()})"
+        ran = group[(group["status"] == COMPARED) & ~group["ours"].isna()]
         if ran.empty:
+            incomparable = group[group["status"] == NOT_COMPARABLE]
+            if not incomparable.empty:
+                reasons = "; ".join(dict.fromkeys(map(str, incomparable["reason"])))
+                out.append(Finding(name, INFO, f"{title}: not comparable here ({reasons})."))
             continue
         verdicts = [v if isinstance(v, str) else INCONCLUSIVE for v in ran["verdict"]]
         counts = {v: verdicts.count(v) for v in (AGREES, DISAGREES, INCONCLUSIVE)}
         gap = float(ran["difference"].mean())
-        paper_ds, our_ds = ran["paper_dataset"].iloc[0], ran["our_dataset"].iloc[0]
-        title = f"Table {name.removeprefix('table')} ({group['attack'].iloc[0].upper()})"
-        if not comparable_dataset(paper_ds, our_ds):
-            # A CIFAR-10 table set beside an MNIST run is shown, but it is no test of agreement.
-            out.append(Finding(name, INFO, f"{title}: not comparable here: the paper's numbers are on {paper_ds}, "
-                                           f"ours on {our_ds}."))
-            continue
         out.append(Finding(name, combine(verdicts),
                            f"{title}: of {len(ran)} ASR values, {_n(counts[AGREES], 'agrees', 'agree')} with the "
                            f"paper (our {level_text()} interval within {100 * AGREEMENT_MARGIN:g} pp of it), "
@@ -210,7 +230,7 @@ def trend(table: pd.DataFrame, images: ImageData | None = None) -> list[Finding]
                 DISAGREES: "does not fall as r' grows, unlike the paper",
                 INCONCLUSIVE: "is not shown to fall or rise as r' grows"}[verdict]
         out.append(Finding(f"trend-{attack}-{r:g}", verdict,
-                           f"{attack.upper()} on r = {r:g}: ASR {what}: slope {100 * slope.estimate:+.1f} pp per unit "
+                           f"{attack.upper()} on r = {r:g}: ASR {what}: slope {_pp(slope.estimate)} per unit "
                            f"r' ({level_text()} interval {_span(slope.low, slope.high, 'pp')}, {_how(slope)}; "
                            f"Spearman rho = {'n/a' if math.isnan(rho) else f'{rho:.2f}'}), from "
                            f"{_pct(group['asr'].iloc[0])} at r' = {x[0]:g} to "

@@ -8,6 +8,7 @@ defender, a missing cell) are passed to plotly as gaps.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -154,8 +155,8 @@ def figure_statistics_vs_rate(result: GradVarResult,
 
 # --------------------------------------------------------------------------- statistic against ASR
 def figure_statistic_vs_asr(relation: VarianceAsrRelation) -> go.Figure:
-    """One panel per statistic: each defender strategy at (statistic, ASR), one color per attacker, with
-    both intervals; Spearman's rho per attacker in the hover and the relation table."""
+    """One panel per statistic: each defender strategy at (statistic, ASR in percent on 0-100%), one color per
+    attacker, with both intervals; Spearman's rho per attacker in the hover and the relation table."""
     pts = relation.points
     stats = list(relation.statistics)
     cols = min(3, len(stats))
@@ -182,36 +183,69 @@ def figure_statistic_vs_asr(relation: VarianceAsrRelation) -> go.Figure:
                                           arrayminus=_finite(x - g[f"{stat}_low"])))
             err_y = {}
             if "asr_low" in g:
-                err_y = dict(error_y=dict(type="data", symmetric=False, array=_finite(g["asr_high"] - g["asr"]),
-                                          arrayminus=_finite(g["asr"] - g["asr_low"])))
+                err_y = dict(error_y=dict(type="data", symmetric=False,
+                                          array=_finite(100 * (g["asr_high"] - g["asr"])),
+                                          arrayminus=_finite(100 * (g["asr"] - g["asr_low"]))))
             fig.add_trace(go.Scatter(
-                x=_finite(x), y=_finite(g["asr"]), mode="markers+text", text=list(g["defender"]),
+                x=_finite(x), y=_finite(100 * g["asr"]), mode="markers+text", text=list(g["defender"]),
                 textposition="top center", textfont=dict(size=9), marker=dict(color=COLORS[g_i % len(COLORS)], size=9),
                 name=name, legendgroup=name, showlegend=i == 0, **err_x, **err_y,
-                hovertemplate=f"{name}<br>%{{text}}<br>{stat} %{{x:.3g}}<br>ASR %{{y:.3f}}<br>{rho_text}"
+                hovertemplate=f"{name}<br>%{{text}}<br>{stat} %{{x:.3g}}<br>ASR %{{y:.3g}}%<br>{rho_text}"
                               "<extra></extra>",
             ), row=row, col=col)
         if stat.startswith("var"):
             fig.update_xaxes(type="log", row=row, col=col)
-    fig.update_yaxes(title_text="attack success rate", col=1)
+    fig.update_yaxes(range=[RATE_RANGE[0] - 3, RATE_RANGE[1] + 3], dtick=20, ticksuffix="%")
+    fig.update_yaxes(title_text="attack success rate (%)", col=1)
     fig.update_layout(title="Gradient statistics against ASR over defender strategies",
                       height=340 * rows + 120)
     return fig
 
 
 # --------------------------------------------------------------------------- Figures 3 and 5
+RATE_RANGE = (0.0, 100.0)
+"""Every rate (accuracy, ASR) is drawn in percent on this one fixed colour/axis range, so equal colours mean equal
+rates in every figure (an auto-scaled 86.5% vs 90.9% would be black vs yellow)."""
+NOT_RUN = "not run"
+"""Cell text of a (model, defender) pair the payoff table has no row for."""
+NO_SUCCESS = "no success"
+"""Cell text of an L2 cell whose attacks all failed: there is no distortion to average."""
+RATE_DEFENSES = ("none", "dropout")
+"""Defenses placed on the numeric r' axis (``none`` is r' = 0); every other defense (SAP, ...) is drawn in its
+own column group, named by its defender id."""
+
+
+@dataclass(frozen=True)
+class HeatmapMetric:
+    column: str
+    title: str
+    colorscale: str
+    percent: bool  # a rate: drawn x 100 on RATE_RANGE; otherwise 0 to the table's largest value
+
+
 HEATMAP_METRICS = (
-    ("clean_accuracy", "test accuracy", "Viridis", ".3f"),
-    ("asr", "attack success rate", "Reds", ".2f"),
-    ("l2_mean", "L2 of successful adversarial distortions (mean)", "Blues", ".2f"),
+    HeatmapMetric("clean_accuracy", "test accuracy (%)", "Viridis", True),
+    HeatmapMetric("asr", "attack success rate (%)", "Reds", True),
+    HeatmapMetric("l2_mean", "mean L2 of successful adversarial distortions", "Blues", False),
 )
 _NEEDED = ("attacker", "defense", "defender", "train_dropout", "test_dropout", "asr", "clean_accuracy", "l2_mean")
 
 
-def _cell_label(row: pd.Series) -> str:
-    if row["defense"] == "sap":
-        return str(row["defender"])
-    return f"{float(row['test_dropout']):g}"
+def nice_ceiling(value: float) -> float:
+    """The smallest of 1, 1.5, 2, 2.5, ... 10 times a power of ten that is >= ``value`` (1 for no positive value)."""
+    if not math.isfinite(value) or value <= 0:
+        return 1.0
+    base = 10.0 ** math.floor(math.log10(value))
+    return math.ceil(round(value / base * 2, 9)) / 2 * base
+
+
+def _defender_id(row: pd.Series) -> str:
+    """The defender's id without a multi-model table's ``<model label>/`` prefix."""
+    label = str(row["defender"])
+    model = row.get("model_label")
+    if isinstance(model, str) and model and label.startswith(f"{model}/"):
+        return label[len(model) + 1:]
+    return label
 
 
 def _row_names(df: pd.DataFrame) -> list[str]:
@@ -227,63 +261,142 @@ def _row_names(df: pd.DataFrame) -> list[str]:
     return out
 
 
+def _fmt_value(value: float, metric: HeatmapMetric) -> str:
+    return f"{value:.3g}%" if metric.percent else f"{value:.3g}"
+
+
+def _heatmap_cells(g: pd.DataFrame, rows: list[str], columns: list[str], metric: HeatmapMetric,
+                   by_rate: pd.Series) -> tuple[list[list[float | None]], list[list[str]], list[list[str]]]:
+    """(z, cell text, hover text) of one metric over ``rows`` x ``columns``; a rate in percent."""
+    scale = 100.0 if metric.percent else 1.0
+    z = np.full((len(rows), len(columns)), np.nan)
+    text = np.full((len(rows), len(columns)), NOT_RUN, dtype=object)
+    hover = np.empty((len(rows), len(columns)), dtype=object)
+    for ri, r in enumerate(rows):
+        for ci, c in enumerate(columns):
+            hover[ri, ci] = f"{'r = ' if np.isfinite(by_rate[r]) else 'model '}{r}, {c}<br>not run (no payoff row)"
+    for (r, c), cell in g[g["_col"].isin(columns)].groupby(["_row", "_col"]):
+        ri, ci = rows.index(r), columns.index(c)
+        value = float(cell[metric.column].mean()) * scale
+        where = f"r' = {c}" if cell["defense"].iloc[0] in RATE_DEFENSES else f"defender {c}"
+        parts = [f"{'r = ' if np.isfinite(by_rate[r]) else 'model '}{r}, {where}"]
+        if math.isfinite(value):
+            z[ri, ci] = value
+            text[ri, ci] = _fmt_value(value, metric)
+            line = f"{metric.title}: {text[ri, ci]}"
+            low, high = f"{metric.column}_low", f"{metric.column}_high"
+            if low in cell and high in cell and cell[low].notna().all() and cell[high].notna().all():
+                line += (f" [{_fmt_value(float(cell[low].mean()) * scale, metric)}, "
+                         f"{_fmt_value(float(cell[high].mean()) * scale, metric)}]")
+            parts.append(line)
+        else:
+            text[ri, ci] = NO_SUCCESS if metric.column == "l2_mean" else "n/a"
+            parts.append(f"{metric.title}: " + ("no successful attack, so no distortion to average"
+                                                 if metric.column == "l2_mean" else "no value"))
+        if "n_attacks" in cell and metric.column != "clean_accuracy":
+            parts.append(f"attacks: {int(cell['n_attacks'].sum())}")
+        if len(cell) > 1:
+            parts.append(f"mean of {len(cell)} payoff rows")
+        hover[ri, ci] = "<br>".join(parts)
+    return [_finite(row) for row in z], text.tolist(), hover.tolist()
+
+
+def _heatmap_domains(widths: Sequence[float], blocks: int, gap: float = 0.085, inner: float = 0.012,
+                     right: float = 0.05) -> list[list[list[float]]]:
+    """x domains of ``blocks`` metric blocks, each split into panels in proportion to ``widths``; ``gap`` after
+    each block holds its colour bar (``right`` after the last)."""
+    block = (1.0 - right - gap * (blocks - 1)) / blocks
+    usable = block - inner * (len(widths) - 1)
+    out = []
+    for b in range(blocks):
+        x = b * (block + gap)
+        panels = []
+        for w in widths:
+            size = usable * w / sum(widths)
+            panels.append([x, x + size])
+            x += size + inner
+        out.append(panels)
+    return out
+
+
 def figure_accuracy_asr_l2_heatmaps(payoff_df: pd.DataFrame) -> list[go.Figure]:
     """The paper's Figures 3 (MNIST) and 5 (CIFAR-10) as heatmaps, one figure per attacker.
 
-    Three panels: test accuracy, ASR and mean L2 distortion, each over training dropout rate r (rows; a model
+    Three metrics: test accuracy, ASR and mean L2 distortion, each over training dropout rate r (rows; a model
     without one, e.g. the user's own, is a row named by its label) and test dropout rate r' (columns; r' = 0 is
-    the undefended model). ASR uses a fixed 0..1 color scale, accuracy and
-    L2 scale to their data so small differences show. SAP defenders, where present, are extra columns
-    on the right (the paper's Table 2). Hover shows the 95% intervals and the number of attacks; cells that
-    hold several payoff rows (e.g. several seeds) show their mean.
+    the undefended model). Defenders without a rate (SAP, any defense other than dropout) sit in a panel of their
+    own to the right of each metric's r' panel, named by their defender id, never on the r' axis (the paper's
+    Table 2).
+
+    Colour scales are fixed: accuracy and ASR in percent on 0-100% (:data:`RATE_RANGE`) in every figure; L2 from 0
+    to the largest mean L2 of the whole table passed (rounded up, :func:`nice_ceiling`; the same for every
+    attacker's figure, and named in its colour bar). A (model, defender) pair without a payoff row reads
+    "not run"; an L2 cell whose attacks all failed reads "no success". Hover shows the 95% intervals and the
+    number of attacks; cells that hold several payoff rows (e.g. several seeds) show their mean.
     """
     missing = [c for c in _NEEDED if c not in payoff_df.columns]
     if missing:
         raise DefdropError(f"payoff table lacks column(s) {', '.join(missing)}")
-    df = payoff_df[payoff_df["defense"].isin(["none", "dropout", "sap"])].copy()
+    df = payoff_df.copy()
     if df.empty:
-        raise DefdropError("payoff table has no none/dropout/sap rows to draw")
-    df["_col"] = df.apply(_cell_label, axis=1)
+        raise DefdropError("payoff table has no rows to draw")
+    rated = df["defense"].isin(RATE_DEFENSES).to_numpy()
+    ids = [_defender_id(row) for _, row in df.iterrows()]
+    df["_col"] = [f"{float(rate):g}" if is_rate else label
+                  for is_rate, rate, label in zip(rated, df["test_dropout"], ids)]
     df["_row"] = _row_names(df)
     by_rate = df.drop_duplicates("_row").set_index("_row")["train_dropout"].astype(float)
+    l2_max = nice_ceiling(float(np.nanmax(df["l2_mean"].to_numpy(float), initial=0.0,
+                                          where=np.isfinite(df["l2_mean"].to_numpy(float)))))
+    ranges = {m.column: RATE_RANGE if m.percent else (0.0, l2_max) for m in HEATMAP_METRICS}
     figs: list[go.Figure] = []
     for attacker, g in df.groupby("attacker", sort=True):
-        drop_cols = sorted({float(c) for c in g.loc[g["defense"] != "sap", "_col"]})
-        columns = [f"{c:g}" for c in drop_cols] + sorted(set(g.loc[g["defense"] == "sap", "_col"]))
+        is_rate = g["defense"].isin(RATE_DEFENSES)
+        rate_cols = [f"{c:g}" for c in sorted({float(c) for c in g.loc[is_rate, "_col"]})]
+        other_cols = sorted(set(g.loc[~is_rate, "_col"]))
         rows = sorted(g["_row"].unique(), key=lambda name: (not np.isfinite(by_rate[name]),
                                                             by_rate[name] if np.isfinite(by_rate[name]) else 0, name))
-        fig = make_subplots(rows=1, cols=len(HEATMAP_METRICS), horizontal_spacing=0.09,
-                            subplot_titles=[m[1] for m in HEATMAP_METRICS])
-        for i, (metric, title, scale, fmt) in enumerate(HEATMAP_METRICS):
-            cells = g.groupby(["_row", "_col"])
-            z = np.full((len(rows), len(columns)), np.nan)
-            text = np.full((len(rows), len(columns)), "", dtype=object)
-            for (r, c), cell in cells:
-                ri, ci = rows.index(r), columns.index(c)
-                value = float(cell[metric].mean())
-                z[ri, ci] = value
-                where = f"defender {c}" if cell["defense"].iloc[0] == "sap" else f"r' = {c}"
-                parts = [f"{'r = ' if np.isfinite(by_rate[r]) else 'model '}{r}, {where}",
-                         f"{title}: {value:{fmt}}" if math.isfinite(value) else f"{title}: -"]
-                low, high = f"{metric}_low", f"{metric}_high"
-                if low in cell and high in cell and cell[low].notna().all():
-                    parts[-1] += f" [{float(cell[low].mean()):{fmt}}, {float(cell[high].mean()):{fmt}}]"
-                if "n_attacks" in cell and metric != "clean_accuracy":
-                    parts.append(f"attacks: {int(cell['n_attacks'].sum())}")
-                if len(cell) > 1:
-                    parts.append(f"mean of {len(cell)} payoff rows")
-                text[ri, ci] = "<br>".join(parts)
-            domain = fig.layout[f"xaxis{'' if i == 0 else i + 1}"].domain
-            fig.add_trace(go.Heatmap(
-                z=[_finite(r) for r in z], x=columns, y=rows, colorscale=scale,
-                text=text.tolist(), hovertemplate="%{text}<extra></extra>", texttemplate=f"%{{z:{fmt}}}",
-                colorbar=dict(x=domain[1] + 0.005, len=0.8, thickness=12, title=dict(text="")),
-                zmin=0 if metric == "asr" else None, zmax=1 if metric == "asr" else None,
-                xgap=1, ygap=1), row=1, col=i + 1)
-            fig.update_xaxes(type="category", title_text="test dropout r'", row=1, col=i + 1)
-            fig.update_yaxes(type="category", row=1, col=i + 1)
+        groups = [cols for cols in (rate_cols, other_cols) if cols]
+        per_metric = len(groups)
+        domains = _heatmap_domains([max(len(cols), 1.2) for cols in groups], len(HEATMAP_METRICS))
+        fig = make_subplots(rows=1, cols=per_metric * len(HEATMAP_METRICS), shared_yaxes=True)
+        for i, metric in enumerate(HEATMAP_METRICS):
+            axis = "coloraxis" if i == 0 else f"coloraxis{i + 1}"
+            for k, cols in enumerate(groups):
+                col = i * per_metric + k + 1
+                z, text, hover = _heatmap_cells(g, rows, cols, metric, by_rate)
+                gaps = [(ri, ci) for ri, row in enumerate(z) for ci, v in enumerate(row) if v is None]
+                fig.add_trace(go.Heatmap(
+                    z=z, x=cols, y=rows, coloraxis=axis, text=[["" if v is None else t for v, t in zip(zr, tr)]
+                                                               for zr, tr in zip(z, text)],
+                    texttemplate="%{text}", textfont={"size": 10}, customdata=hover,
+                    hovertemplate="%{customdata}<extra></extra>", hoverongaps=False,
+                    xgap=1, ygap=1, name=metric.column), row=1, col=col)
+                if gaps:  # plotly draws no text on a gap, nor anything for an all-gap trace: label them here
+                    fig.add_trace(go.Scatter(
+                        x=[cols[ci] for _, ci in gaps], y=[rows[ri] for ri, _ in gaps], mode="text",
+                        text=[text[ri][ci] for ri, ci in gaps], textfont={"size": 10, "color": "#555"},
+                        customdata=[hover[ri][ci] for ri, ci in gaps], hovertemplate="%{customdata}<extra></extra>",
+                        name=f"{metric.column}: no value", showlegend=False), row=1, col=col)
+                rate_group = cols is rate_cols
+                fig.update_xaxes(type="category", categoryorder="array", categoryarray=cols, row=1, col=col,
+                                 domain=domains[i][k], showgrid=False,
+                                 title_text="test dropout r'" if rate_group else "other defenders",
+                                 tickangle=0 if rate_group else -30)
+                fig.update_yaxes(type="category", categoryorder="array", categoryarray=rows, row=1, col=col,
+                                 showgrid=False)
+            start, end = domains[i][0][0], domains[i][-1][1]
+            fig.add_annotation(text=metric.title, x=(start + end) / 2, y=1.0, xref="paper", yref="paper",
+                               xanchor="center", yanchor="bottom", showarrow=False, font={"size": 15})
+            low, high = ranges[metric.column]
+            fig.update_layout({axis: dict(
+                colorscale=metric.colorscale, cmin=low, cmax=high,
+                colorbar=dict(x=end + 0.006, xanchor="left", len=0.85, thickness=12,
+                              ticksuffix="%" if metric.percent else "",
+                              title=dict(text="" if metric.percent else "L2", side="top")))})
         fig.update_yaxes(title_text="train dropout r" if all(np.isfinite(by_rate[r]) for r in rows) else "model",
                          col=1)
-        fig.update_layout(title=f"Accuracy, ASR and L2 over (r, r'): attacker {attacker}", height=420)
+        fig.update_layout(title=f"Accuracy, ASR and L2 over (r, r'): attacker {attacker}", height=440,
+                          plot_bgcolor="#eeeeee", margin=dict(b=110))
         figs.append(fig)
     return figs

@@ -60,6 +60,7 @@ import torch
 from scipy import stats as sps
 from torch import nn
 
+from analysis.formatting import STAT_LABELS, format_column, scale_exponent, scale_text, sig
 from analysis.verdicts import AGREES, ALPHA, DISAGREES, INCONCLUSIVE, LEVEL, against_sign, combine, level_text
 from gameplay.images import ImageData
 from payoffs.attacks.objectives import cw_f
@@ -72,13 +73,7 @@ DIM_SELECTIONS = ("magnitude", "random")
 SCOPED = ("var", "snr", "cos", "kurt")
 STATISTICS = tuple(f"{s}_{scope}" for s in SCOPED for scope in ("chosen", "all")) + (
     "snr_vec", "grad_norm", "zero_frac")
-STAT_LABELS = {
-    "var_chosen": "variance (D dims)", "var_all": "variance (all dims)",
-    "snr_chosen": "SNR, leave-one-out (D dims)", "snr_all": "SNR, leave-one-out (all dims)",
-    "cos_chosen": "cos(g, mean of the others) (D dims)", "cos_all": "cos(g, mean of the others) (all dims)",
-    "kurt_chosen": "excess kurtosis (D dims)", "kurt_all": "excess kurtosis (all dims)",
-    "snr_vec": "vector SNR, leave-one-out", "grad_norm": "mean ||g||", "zero_frac": "zero-gradient fraction",
-}
+
 INTERVAL = f"{round(100 * LEVEL)}% percentile bootstrap over images (2000 resamples)"
 
 Defender = tuple[str, nn.Module]
@@ -405,21 +400,26 @@ def run_gradvar(model: nn.Module, x: torch.Tensor, target: torch.Tensor, defende
 def summary_table(result: GradVarResult,
                   columns: Sequence[str] = ("var_chosen", "var_all", "snr_all", "snr_vec", "cos_all",
                                             "kurt_chosen")) -> pd.DataFrame:
-    """The statistics table as strings, ``mean [low, high]`` per statistic, one row per defender (for printing)."""
-    def fmt(v: float) -> str:
-        if math.isnan(v):
-            return "-"
-        if math.isinf(v):
-            return "inf"
-        return f"{v:.3g}"
-
-    out = pd.DataFrame({"defender": result.table["defender"]})
+    """The statistics table as strings for people, ``mean [low, high]`` per statistic, one row per defender
+    (:func:`analysis.formatting.format_column`: readable headers, 3 significant digits, a column of tiny values
+    scaled by a power of 1000 named in its header instead of scientific notation)."""
+    t = result.table.reset_index(drop=True)
+    out = pd.DataFrame({"defender": t["defender"]}, dtype=object)
     for stat in columns:
-        t = result.table
-        out[STAT_LABELS.get(stat, stat)] = [
-            fmt(m) if math.isnan(lo) else f"{fmt(m)} [{fmt(lo)}, {fmt(hi)}]"
-            for m, lo, hi in zip(t[stat], t[f"{stat}_low"], t[f"{stat}_high"])]
+        title, cells = format_column(stat, t[stat], t[f"{stat}_low"], t[f"{stat}_high"])
+        out[title] = cells
     return out
+
+
+def _steps_text(steps: list[tuple[str, str, float, float, float]], label) -> str:
+    """``a -> b: +1.23 [+0.456, +2.01]; ...`` with one scale for all steps (no scientific notation)."""
+    exponent = scale_exponent([v for *_, m, low, high in steps for v in (m, low, high)])
+    k = 10.0 ** -exponent
+
+    def one(v: float) -> str:
+        return sig(v * k, signed=True)
+    text = "; ".join(f"{label(lo, hi)}: {one(m)} [{one(low)}, {one(high)}]" for lo, hi, m, low, high in steps)
+    return text + (f" (values{scale_text(exponent).removeprefix(',')})" if exponent else "")
 
 
 @dataclass(frozen=True)
@@ -467,9 +467,9 @@ def paper_checks(result: GradVarResult, statistic: str = "var_all", seed: int = 
         steps = _paired_steps(result, statistic, list(zip(labels[:-1], labels[1:])), seed)
         verdict = combine([against_sign(low, high, +1) for *_, low, high in steps])
         checks.append(Check(
-            f"{statistic} grows with r'", verdict,
+            f"{STAT_LABELS.get(statistic, statistic)} grows with r'", verdict,
             "per step, mean over images of the increase [" + level_text() + " bootstrap interval over images]: "
-            + "; ".join(f"{lo} -> {hi}: {m:+.3g} [{low:+.3g}, {high:+.3g}]" for lo, hi, m, low, high in steps)))
+            + _steps_text(steps, lambda lo, hi: f"{lo} -> {hi}")))
     sap = t[t["defense"] == "sap"]
     dropout = t[(t["defense"] == "dropout") & (t["test_dropout"] > 0)]
     for _, s in sap.iterrows():
@@ -478,10 +478,10 @@ def paper_checks(result: GradVarResult, statistic: str = "var_all", seed: int = 
         steps = _paired_steps(result, statistic, [(s["defender"], d) for d in dropout["defender"]], seed)
         verdict = combine([against_sign(low, high, +1) for *_, low, high in steps])
         checks.append(Check(
-            f"{s['defender']}: {statistic} below every dropout strategy (Fig. 4f)", verdict,
+            f"{s['defender']}: {STAT_LABELS.get(statistic, statistic)} below every dropout strategy (Fig. 4f)", verdict,
             f"per dropout strategy, mean over images of (dropout - {s['defender']}) [{level_text()} bootstrap "
             "interval over images]: "
-            + "; ".join(f"{hi}: {m:+.3g} [{low:+.3g}, {high:+.3g}]" for _, hi, m, low, high in steps)))
+            + _steps_text(steps, lambda lo, hi: hi)))
     return checks
 
 

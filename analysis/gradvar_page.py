@@ -4,9 +4,11 @@ checked, on one self-contained HTML page. The numbers come from :mod:`analysis.g
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 
+from analysis.formatting import display_table
 from analysis.gradvar import GradVarResult, paper_checks, summary_table, variance_asr_relation
 from analysis.verdicts import level_text
 from gameplay.images import ImageData
@@ -14,10 +16,11 @@ from payoffs.errors import DefdropError
 
 def write_gradvar_html(result: GradVarResult, path: str | Path, payoff_df: pd.DataFrame | None = None,
                        image: int = 0, title: str = "Gradient variance of defensive dropout vs SAP",
-                       images: ImageData | None = None) -> Path:
+                       images: ImageData | None = None, *, plotly: str = "inline", png: bool = False,
+                       log: Callable[[str], None] | None = None) -> Path:
     """Write the self-contained analysis page: Figure 4 (for input ``image``), statistics against r', the table,
     the paper checks and, given a payoff table (and optionally its per-image data ``images``), Figures 3/5 and
-    the statistic-ASR relation."""
+    the statistic-ASR relation. ``plotly``, ``png``, ``log``: as :func:`analysis.html.write_page`."""
     from analysis import figures
     from analysis.html import write_page
 
@@ -65,8 +68,8 @@ def write_gradvar_html(result: GradVarResult, path: str | Path, payoff_df: pd.Da
             "errors) and a permutation p-value. Across dropout rates r' drives both variance and ASR, so SAP is "
             "the telling point: does it sit where its variance says?",
             figures.figure_statistic_vs_asr(relation),
-            relation.table,
+            display_table(relation.table),
             "## Figures 3 and 5: accuracy, ASR and L2 over (train rate r, test rate r')",
             *figures.figure_accuracy_asr_l2_heatmaps(payoff_df),
         ]
-    return write_page(path, title, blocks)
+    return write_page(path, title, blocks, plotly=plotly, png=png, log=log)

@@ -1,7 +1,17 @@
-"""One self-contained HTML page from plotly figures, tables and markdown-ish text; works offline.
+"""One HTML page from plotly figures, tables and markdown-ish text; works offline by default.
 
-plotly.js (from the installed plotly package) is embedded exactly once, in the page head; each figure is a
-``<div>`` plus a ``Plotly.newPlot`` call. No CDN, no MathJax, no fonts from the network.
+Where plotly.js comes from is the ``plotly`` choice (:data:`PLOTLY_MODES`):
+
+- ``inline`` (the default): the installed plotly package's plotly.js embedded once in the page head (about
+  4.8 MB): one self-contained file;
+- ``directory``: the page loads ``plotly.min.js`` from its own folder, written there once and shared by every
+  page of the folder (``defdrop reproduce`` uses it: tens of kB per page); still offline;
+- ``cdn``: the page loads the same plotly.js version from cdn.plot.ly (pinned, with its SRI hash): small, but
+  needs the network to display.
+
+Each figure is a ``<div>`` plus a ``Plotly.newPlot`` call; no MathJax, no fonts from the network. With ``png``,
+each figure also gets a static PNG beside the page (:mod:`analysis.static`, ``report-figures/figure-1.png``),
+linked under the figure.
 
 Blocks, in page order:
 
@@ -21,13 +31,21 @@ import html
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Callable, Sequence, Union
+from urllib.parse import quote
 
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.offline import get_plotlyjs
+from plotly.offline import get_plotlyjs, get_plotlyjs_version
 
+from analysis.static import StaticExport, export_png, png_folder, png_name, remove_stale_pngs
+from payoffs.errors import DefdropError
 from payoffs.io import atomic_write_bytes
+
+PLOTLY_MODES = ("inline", "directory", "cdn")
+"""Where a page gets plotly.js: embedded, ``plotly.min.js`` beside it, or the CDN (see the module docstring)."""
+PLOTLY_FILE = "plotly.min.js"
+"""The shared library's file name in ``directory`` mode (the name plotly's own ``to_html`` uses)."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +69,7 @@ table.defdrop th, table.defdrop td { border: 1px solid #ddd; padding: .25rem .5r
 table.defdrop th { background: #f6f6f6; }
 table.defdrop td:first-child, table.defdrop th:first-child { text-align: left; }
 .figure { margin: .5rem 0 1.5rem; }
+.png { font-size: .8rem; text-align: right; }
 """
 
 _INLINE = [
@@ -124,14 +143,63 @@ def figure_to_html(fig: go.Figure, div_id: str) -> str:
                        default_width="100%")
 
 
-def render_page(title: str, blocks: Sequence[Block]) -> str:
-    """The whole page as a string; figures get the ids ``figure-1``, ``figure-2``, ... in order."""
+def check_plotly_mode(mode: str) -> str:
+    """``mode`` if it is one of :data:`PLOTLY_MODES`, else a :class:`DefdropError` naming the choices."""
+    if mode not in PLOTLY_MODES:
+        raise DefdropError(f"--plotly {mode!r}: choose one of {', '.join(PLOTLY_MODES)}")
+    return mode
+
+
+def plotly_script(mode: str) -> str:
+    """The ``<script>`` element that gives the page plotly.js in ``mode``."""
+    check_plotly_mode(mode)
+    if mode == "directory":
+        return f'<script charset="utf-8" src="{PLOTLY_FILE}"></script>'
+    if mode == "cdn":
+        import base64
+        import hashlib
+
+        url = f"https://cdn.plot.ly/plotly-{get_plotlyjs_version()}.min.js"
+        digest = base64.b64encode(hashlib.sha256(get_plotlyjs().encode("utf-8")).digest()).decode()
+        return f'<script charset="utf-8" src="{url}" integrity="sha256-{digest}" crossorigin="anonymous"></script>'
+    # "</script" inside the library would end its script element early.
+    library = get_plotlyjs().replace("</script", "<\\/script")
+    return f'<script type="text/javascript">{library}</script>'
+
+
+def write_plotly_js(folder: str | Path) -> Path:
+    """``folder/plotly.min.js``, the installed plotly's library, written atomically unless already there whole."""
+    path = Path(folder) / PLOTLY_FILE
+    data = get_plotlyjs().encode("utf-8")
+    try:
+        same = path.stat().st_size == len(data) and path.read_bytes() == data
+    except OSError:
+        same = False
+    if not same:
+        atomic_write_bytes(path, data)
+    return path
+
+
+def page_figures(blocks: Sequence[Block]) -> list[go.Figure]:
+    """The page's figures in order: the i-th is ``figure-<i>`` on the page and ``figure-<i>.png`` beside it."""
+    return [b for b in blocks if isinstance(b, go.Figure)]
+
+
+def render_page(title: str, blocks: Sequence[Block], plotly: str = "inline",
+                png_links: Sequence[str] = ()) -> str:
+    """The whole page as a string; figures get the ids ``figure-1``, ``figure-2``, ... in order. ``png_links``:
+    the relative address of each figure's static PNG, linked under it (none where empty)."""
+    script = plotly_script(plotly)
     parts: list[str] = []
     n_fig = 0
     for block in blocks:
         if isinstance(block, go.Figure):
             n_fig += 1
-            parts.append(f'<div class="figure">{figure_to_html(block, f"figure-{n_fig}")}</div>')
+            link = ""
+            if n_fig <= len(png_links):
+                link = (f'<div class="png"><a href="{html.escape(png_links[n_fig - 1], quote=True)}">'
+                        f"static PNG</a></div>")
+            parts.append(f'<div class="figure">{figure_to_html(block, f"figure-{n_fig}")}{link}</div>')
         elif isinstance(block, pd.DataFrame):
             parts.append(table_to_html(block))
         elif isinstance(block, RawHtml):
@@ -140,17 +208,52 @@ def render_page(title: str, blocks: Sequence[Block]) -> str:
             parts.append(markdown_to_html(block))
         else:
             raise TypeError(f"cannot put a {type(block).__name__} on a page")
-    # "</script" inside the library would end its script element early.
-    plotly_js = get_plotlyjs().replace("</script", "<\\/script")
     return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
             f"<title>{html.escape(title)}</title>\n<style>{STYLE}</style>\n"
-            f'<script type="text/javascript">{plotly_js}</script>\n</head>\n<body>\n'
+            f"{script}\n</head>\n<body>\n"
             f"<h1>{html.escape(title)}</h1>\n" + "\n".join(parts) + "\n</body>\n</html>\n")
 
 
-def write_page(path: str | Path, title: str, blocks: Sequence[Block]) -> Path:
-    """Write :func:`render_page` to ``path`` atomically (parent folders created); returns the path."""
+@dataclass(frozen=True)
+class Page:
+    """A written page: its path, its figures' PNGs (:class:`analysis.static.StaticExport`; none asked: empty),
+    and the shared ``plotly.min.js`` it loads (``directory`` mode)."""
+
+    path: Path
+    pngs: StaticExport
+    plotly_js: Path | None = None
+
+
+def publish_page(path: str | Path, title: str, blocks: Sequence[Block], *, plotly: str = "inline",
+                 png: bool = False) -> Page:
+    """Write the page to ``path`` atomically (parent folders created); in ``directory`` mode also the shared
+    ``plotly.min.js`` beside it; with ``png`` each figure's PNG into ``<stem>-figures/`` (:func:`export_png`;
+    where export is impossible the page is written without them and :attr:`Page.pngs` says why)."""
     path = Path(path)
-    atomic_write_bytes(path, render_page(title, blocks).encode("utf-8"))
-    return path
+    check_plotly_mode(plotly)
+    folder = png_folder(path)
+    if png:
+        pngs = export_png(page_figures(blocks), folder)
+    else:
+        remove_stale_pngs(folder)
+        pngs = StaticExport(())
+    links = [quote(f"{folder.name}/{png_name(i)}") for i in range(1, len(pngs.paths) + 1)]
+    js = write_plotly_js(path.parent) if plotly == "directory" else None
+    atomic_write_bytes(path, render_page(title, blocks, plotly, links).encode("utf-8"))
+    return Page(path, pngs, js)
+
+
+def write_page(path: str | Path, title: str, blocks: Sequence[Block], *, plotly: str = "inline",
+               png: bool = False, log: Callable[[str], None] | None = None) -> Path:
+    """:func:`publish_page`, returning the page's path; ``log`` gets one line where PNGs were asked for but could
+    not be written."""
+    page = publish_page(path, title, blocks, plotly=plotly, png=png)
+    if png and page.pngs.reason and log is not None:
+        log(png_note(page.pngs))
+    return page.path
+
+
+def png_note(pngs: StaticExport) -> str:
+    """The one line said where PNG export was asked for and impossible."""
+    return f"no PNG figures written: {pngs.reason}; the HTML page has them interactive"

@@ -12,7 +12,6 @@ Stages (each cached, so a rerun or a resumed run is cheap):
 from __future__ import annotations
 
 import json
-import math
 import platform
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -297,10 +296,6 @@ def now() -> float:
 
 
 # --------------------------------------------------------------------------- stages 3-5 and the report
-PAPER_TABLE_NAMES = {"table2": "Table 2", "table3": "Table 3", "table4": "Table 4", "table5": "Table 5",
-                     "table6": "Table 6"}
-
-
 def run_gradvar_stage(profile: Profile, models: dict[float, Path], data_dir: Path | None, device: torch.device,
                       seed: int):
     """Stage 3b: the paper's Figure 4 on our model (r' = 0.1..0.9 and SAP)."""
@@ -393,17 +388,18 @@ def build_report_blocks(result: StudyResult, comparison: pd.DataFrame, findings,
     from analysis.solve_text import headline, reasons
     from analysis.figures import (figure_accuracy_asr_l2_heatmaps, figure_gradient_densities,
                                   figure_statistics_vs_rate)
-    from analysis.paper import is_adaptive, paper_numbers
+    from analysis.formatting import pct
+    from analysis.paper import is_adaptive, paper_numbers, paper_tables_section
     from analysis.solve_report import figure_payoff_heatmap
 
-    from analysis.verdicts import AGREEMENT_MARGIN, level_text
+    from analysis.verdicts import level_text
 
     p = result.profile
     table = result.table
     total = sum(result.seconds.values())
     pairing = ("paired over test images (per-image data `tables/payoff.images.npz`)" if images is not None else
                "cells taken as independent (no per-image data `tables/payoff.images.npz`)")
-    models = ", ".join(f"r = {m['train_dropout']:g} ({100 * m['test_accuracy']:.2f}%)" for m in result.model_meta)
+    models = ", ".join(f"r = {m['train_dropout']:g} ({pct(m['test_accuracy'])})" for m in result.model_meta)
     blocks: list = [
         f"Reproduction of *{paper_numbers()['source']}* with defdrop.",
         "## Run\n\n"
@@ -425,17 +421,7 @@ def build_report_blocks(result: StudyResult, comparison: pd.DataFrame, findings,
         f"--batch-size {result.batch_size}",
         "## Conclusions\n\n**" + summary_line(findings) + "**\n\n" + "\n".join(f"- {f.text}" for f in findings),
     ]
-    blocks.append("## The paper's tables beside ours\n\nASR as fractions; `paper` is the published value, `ours` "
-                  f"our measurement with its {level_text()} interval; `verdict`: agrees when our interval lies within "
-                  f"{100 * AGREEMENT_MARGIN:g} pp of the paper's value, disagrees when it lies entirely beyond that, "
-                  "inconclusive otherwise. Rows with `-` were not in this profile's sweep.")
-    for name, group in comparison.groupby("artefact", sort=True):
-        spec = paper_numbers()["tables"][name]
-        blocks.append(f"### {PAPER_TABLE_NAMES[name]}: {spec['title']}" +
-                      (f"\n\n{spec['note']}" if "note" in spec else ""))
-        cols = ["train_dropout", "test_dropout", "metric", "paper", "ours", "ours_low", "ours_high", "difference",
-                "within_interval", "verdict"]
-        blocks.append(group[cols].reset_index(drop=True))
+    blocks.extend(paper_tables_section(comparison))
     paper_rows = table[~is_adaptive(table)]
     blocks.append("## Figures 3 and 5: accuracy, ASR and L2 over training x test dropout rate (paper's attacker)")
     blocks.extend(figure_accuracy_asr_l2_heatmaps(paper_rows))
@@ -454,7 +440,8 @@ def build_report_blocks(result: StudyResult, comparison: pd.DataFrame, findings,
             blocks.append("Does gradient variance predict ASR across defender strategies here?")
             blocks.append(relation.table)
     blocks.append(f"## Algorithm 1 and the game\n\nAlgorithm 1 (the paper's section 3.4) walks r' upward while the "
-                  f"drop in clean accuracy from the undefended model's stays below epsilon = {p.max_accuracy_drop:g}, and "
+                  f"drop in clean accuracy from the undefended model's stays below epsilon = "
+                  f"{pct(p.max_accuracy_drop)}, and "
                   f"deploys the last rate where it did; below, every attacker's ASR at that rate (the adaptive ones "
                   "included).")
     if not alg1.empty:
@@ -463,7 +450,7 @@ def build_report_blocks(result: StudyResult, comparison: pd.DataFrame, findings,
         rec = a["report"].recommendation
         blocks.append(f"### r = {a['train_dropout']:g}, {a['attacks']}, {a['space']}\n\n"
                       f"**{headline(rec)}** (worst-case ASR {_fmt_pct(rec.worst_case_asr)} against "
-                      f"`{rec.worst_attacker}`); Algorithm 1 (epsilon = {p.max_accuracy_drop:g}): "
+                      f"`{rec.worst_attacker}`); Algorithm 1 (epsilon = {pct(p.max_accuracy_drop)}): "
                       f"`{rec.algorithm1}` with worst-case ASR {_fmt_pct(rec.algorithm1_worst_asr)}.\n\n"
                       + "\n".join(f"- {w}" for w in reasons(a["report"])))
         blocks.append(figure_payoff_heatmap(a["report"]))
@@ -475,17 +462,24 @@ def build_report_blocks(result: StudyResult, comparison: pd.DataFrame, findings,
 
 
 def _fmt_pct(v) -> str:
-    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}%"
+    from analysis.formatting import pct
+
+    return pct(v)
 
 
 def run_study(profile: Profile, dataset: str, out_dir: Path, *, data_dir: Path | None = None, jobs: int = 1,
               device: torch.device | str = "cpu", seed: int = 0, log: Log = print, on_done=None,
               gradvar: bool = True, batch_size: int = 900,
-              executor: Executor | None = None, on_plan=None,
+              executor: Executor | None = None, plotly: str = "directory", on_plan=None,
               train_progress=None) -> tuple[Path, Path, StudyResult]:
     """All stages; returns (report.html, report.md, result). Every finished cell is cached under ``out_dir``.
     Payoff cells run on ``executor`` when given (e.g. a Dask cluster), else in ``jobs`` local processes;
-    training and the gradient statistics run here."""
+    training and the gradient statistics run here. Pages get plotly.js per ``plotly``
+    (:data:`analysis.html.PLOTLY_MODES`; ``directory``: one ``plotly.min.js`` in ``out_dir`` for all of them), and
+    their figures as PNGs beside them where static export works here."""
+    from analysis.html import check_plotly_mode
+
+    check_plotly_mode(plotly)
     from analysis.conclusions import write_conclusions
     from analysis.paper import compare_with_paper
 
@@ -537,19 +531,20 @@ def run_study(profile: Profile, dataset: str, out_dir: Path, *, data_dir: Path |
     answers = solve_stage(table, out_dir, profile, seed, images)
     seconds["games"] = now() - t0
     t0 = now()
-    audit = audit_stage(profile, models, answers, out_dir, data_dir, device, seed, log)
+    audit = audit_stage(profile, models, answers, out_dir, data_dir, device, seed, log, plotly)
     seconds["audit"] = now() - t0
     findings = write_conclusions(table, comparison, algorithm1_rates(alg1), variance, images)
     blocks = build_report_blocks(result, comparison, findings, answers, grad, relation, alg1, images)
     blocks = with_audit_blocks(blocks, audit, profile)
-    html_path, md_path = write_report(out_dir, f"defdrop reproduce: {dataset}, profile {profile.name}", blocks)
+    html_path, md_path = write_report(out_dir, f"defdrop reproduce: {dataset}, profile {profile.name}", blocks,
+                                      plotly=plotly, log=log)
     write_json(out_dir / "run.json", {**settings_json(result), "seed": seed,
                                       "findings": [asdict(f) for f in findings]})
     return html_path, md_path, result
 
 
 def audit_stage(profile: Profile, models: dict[float, Path], answers: list[dict], out_dir: Path,
-                data_dir: Path | None, device: torch.device, seed: int, log: Log):
+                data_dir: Path | None, device: torch.device, seed: int, log: Log, plotly: str = "directory"):
     """Stage 4c: ``defdrop audit`` of the adaptive C&W attacker against the defenders the decision rests on (the
     recommended mix and Algorithm 1's pick, in the C&W game with EOT) on the headline model (Table 6's r), with the
     profile's sizes; writes ``audit.html`` and ``audit.json``. Returns (evidence, verdict, backings) or None."""
@@ -576,7 +571,7 @@ def audit_stage(profile: Profile, models: dict[float, Path], answers: list[dict]
     settings = replace(profile.audit, seed=seed)
     evidence, verdict = run_audit(source, chosen, adaptive_attacker("cw", profile), settings=settings, data=data,
                                   device=device)
-    write_audit(evidence, verdict, out_dir / "audit.html")
+    write_audit(evidence, verdict, out_dir / "audit.html", plotly=plotly, png=True, log=log)
     return evidence, verdict, report_backings(audit_summary(evidence, verdict), game["report"])
 
 

@@ -8,16 +8,66 @@ import math
 
 import numpy as np
 
+from gameplay.rules import DEFAULT_BUDGET_SOURCE
 from gameplay.solve import Note, Recommendation, SolveReport
 
 
-def headline(rec: Recommendation) -> str:
+def action(rec: Recommendation) -> str:
     """``deploy <defender>`` or ``randomize per query: <defender> p, ...``."""
     if not rec.mix:
         return "no recommendation"
     if not rec.mixed:
         return f"deploy {rec.mix[0][0]}"
     return "randomize per query: " + ", ".join(f"{label} {_pct(p)}" for label, p in rec.mix)
+
+
+def _points(v: float) -> str:
+    """A difference of two percentages in percentage points, 3 significant digits at most, no sign."""
+    v = abs(100 * v)
+    if v < 0.005:
+        return "0 points"
+    text = f"{v:.1f}" if v >= 1 else f"{v:.2g}"
+    return f"{text} points"
+
+
+def _budget_points(eps: float) -> str:
+    """An accuracy budget as the user wrote it, in points (0.01 -> "1 point")."""
+    v = round(100 * eps, 6)
+    return f"{v:g} point{'' if v == 1 else 's'}"
+
+
+def budget_text(rec: Recommendation) -> str:
+    """The accuracy budget the recommendation was chosen under, and where it comes from."""
+    if rec.accuracy_budget is None:
+        return "no accuracy budget (--max-accuracy-drop none)"
+    limit = f"drop below {_budget_points(rec.accuracy_budget)}"
+    if rec.budget_source == "default":
+        return f"default accuracy budget: {limit}, {DEFAULT_BUDGET_SOURCE}"
+    return f"accuracy budget: {limit}"
+
+
+def accuracy_cost(rec: Recommendation) -> str:
+    """What the recommendation costs in clean accuracy: its (expected) accuracy and the drop from the undefended
+    reference, in percent and percentage points."""
+    if not rec.mix or not math.isfinite(rec.accuracy):
+        return "clean accuracy unknown"
+    avg = " on average" if rec.mixed else ""
+    drop = rec.accuracy_drop
+    side = "below" if drop >= 0 else "above"
+    ref = f"the undefended {_pct(rec.reference_accuracy)}" if rec.reference_accuracy is not None else \
+        "each model's undefended accuracy"
+    text = f"clean accuracy {_pct(rec.accuracy)}{avg}, {_points(drop)} {side} {ref}"
+    if rec.mixed and rec.accuracy_drop_max > drop + 1e-9:
+        text += f" (at most {_points(rec.accuracy_drop_max)})"
+    return text
+
+
+def headline(rec: Recommendation) -> str:
+    """The decision in one line, never without its price: what to deploy, the clean accuracy it keeps and loses,
+    and the accuracy budget it was chosen under (the line every output prints in bold)."""
+    if not rec.mix:
+        return "no recommendation"
+    return f"{action(rec)}: {accuracy_cost(rec)}; {budget_text(rec)}"
 
 
 def reasons(report: SolveReport) -> list[str]:
@@ -106,8 +156,20 @@ def note_text(note: Note) -> str:
         return "no Nash equilibrium passed the regret check within the time limit."
     if note.code == "removed":
         labels = list(g("labels", ()))
-        return (f"{len(labels)} defender strateg{'y' if len(labels) == 1 else 'ies'} exceed the accuracy "
-                f"constraint and are not in the game: {', '.join(labels)}.")
+        one = len(labels) == 1
+        return (f"{len(labels)} defender strateg{'y exceeds' if one else 'ies exceed'} the accuracy budget and "
+                f"{'is' if one else 'are'} not in the game: {', '.join(labels)}.")
+    if note.code == "columns_filled":
+        cols = list(g("columns", ()))
+        return (f"the table lacks the column(s) {', '.join(cols)}: each strategy's attack, EOT, success test, kappa, "
+                "defense and r' are read from its id, a missing model column makes it one model's, and missing "
+                "intervals and L2 are unknown.")
+    if note.code == "intervals_unknown":
+        return (f"the table gives no 95% interval for {g('cells')} ASR cell(s) and {g('accuracies')} clean "
+                "accuracy(ies): those intervals are unknown (shown as \"unknown\"), and nothing below rests on them.")
+    if note.code == "robustness_skipped":
+        return ("robustness: skipped, because the table has neither intervals nor per-image data to resample; how "
+                "sure the recommendation is, is unknown.")
     if note.code == "no_adaptive_attacker":
         return "no attacker in the table is adaptive; against a randomized defense the values may be optimistic."
     return note.code
@@ -128,13 +190,82 @@ def report_json_text(report: SolveReport) -> str:
     return json.dumps(solve_json(report), indent=2, allow_nan=False)
 
 
-# ---------------------------------------------------------------------------------------------- markdown
-def _pct(v: float | None) -> str:
+# ---------------------------------------------------------------------------------------------- numbers
+# One way to write each kind of number, shared by the markdown and the HTML page so both show the same text:
+# rates in percent with one decimal, differences of rates in points, other numbers in fixed point (never
+# scientific notation), unknown values as "-" (a missing interval as "unknown").
+def pct(v: float | None) -> str:
+    """A rate (a fraction) in percent, one decimal: 0.914 -> ``91.4%``; unknown -> ``-``."""
     return "-" if v is None or not math.isfinite(v) else f"{100 * v:.1f}%"
 
 
-def _num(v: float | None, digits: int = 4) -> str:
-    return "-" if v is None or not math.isfinite(v) else f"{v:.{digits}g}"
+def number(v: float | None, decimals: int = 3) -> str:
+    """A plain number in fixed point, trailing zeros dropped: -0.4 -> ``-0.4``, 1.1e-16 -> ``0``."""
+    if v is None or not math.isfinite(v):
+        return "-"
+    text = f"{v:.{decimals}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def signed_points(v: float | None) -> str:
+    """A difference of rates in percentage points, signed: 0.005 -> ``+0.5 pt``; 0 -> ``0 pt``."""
+    if v is None or not math.isfinite(v):
+        return "-"
+    text = _points(v).replace(" points", "")
+    return "0 pt" if text == "0" else f"{'+' if v > 0 else '-'}{text} pt"
+
+
+def utility(v: float | None) -> str:
+    """A player's utility or game value on the ASR scale, in points (ASR 1 = 100): -0.4 -> ``-40.0``."""
+    if v is None or not math.isfinite(v):
+        return "-"
+    text = f"{100 * v:.1f}"
+    return "0.0" if text == "-0.0" else text
+
+
+def regret_text(v: float | None) -> str:
+    """An equilibrium's regret (utility, ASR = 1) in points: 0, below 0.01 points, or ``0.25 points``."""
+    if v is None or not math.isfinite(v):
+        return "-"
+    if v <= 1e-12:
+        return "0"
+    return "< 0.01 points" if v < 1e-4 else f"{100 * v:.2f} points"
+
+
+def interval(low: float | None, high: float | None) -> str:
+    """A 95% interval of rates: ``[88.0%, 93.1%]``, or ``unknown`` where the table has none."""
+    if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
+        return "unknown"
+    return f"[{pct(low)}, {pct(high)}]"
+
+
+_pct, _num = pct, number
+
+
+def defender_rows(r: SolveReport, detail: bool = False) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of the defender-strategies table, as text (the markdown's; ``detail`` adds the model, the
+    defense and the rates for the HTML page)."""
+    asr = np.asarray(r.asr)
+    kept = set(r.game_rows)
+    rates = detail and any(math.isfinite(d.train_dropout) for d in r.defenders)
+    header = (["defender"] + (["model", "defense", "test dropout r'"] if detail else [])
+              + (["training dropout r"] if rates else [])
+              + ["clean accuracy", "accuracy drop", "in the game", "mean ASR", "worst-case ASR (attacker)"])
+    rows = []
+    for i, d in enumerate(r.defenders):
+        j = int(np.argmax(asr[i]))
+        rows.append([d.label] + ([d.model_name, d.defense, "-" if d.defense == "sap" else f"{d.test_dropout:g}"]
+                                 if detail else [])
+                    + ([number(d.train_dropout)] if rates else [])
+                    + [pct(d.accuracy), signed_points(d.accuracy_drop),
+                       "yes" if i in kept else "no (drop over the budget)", pct(asr[i].mean()),
+                       f"{pct(asr[i, j])} ({r.attackers[j].label})"])
+    return header, rows
+
+
+# ---------------------------------------------------------------------------------------------- markdown
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
@@ -160,16 +291,18 @@ def solve_markdown(r: SolveReport) -> str:
     rec = r.recommendation
     m, n = len(r.game_rows), len(r.attackers)
     eps = p["max_accuracy_drop"]
-    out = [f"# defdrop solve: {r.source}", ""]
-    constraint = (f"accuracy drop below {_pct(eps)} (epsilon = {eps:g}); {len(r.removed)} of {len(r.defenders)} "
-                  "defender strategies removed" if eps is not None else "no accuracy constraint")
+    picked = ", ".join(f"{k} {v}" for k, v in (("model", p.get("model")), ("game", p.get("game"))) if v)
+    out = [f"# defdrop solve: {r.source}" + (f" ({picked})" if picked else ""), ""]
+    constraint = (f"{budget_text(rec)} (epsilon = {eps:g}); {len(r.removed)} of {len(r.defenders)} "
+                  "defender strategies removed" if eps is not None else budget_text(rec))
     out.append(f"Game: {m} defender x {n} attacker strategies, **{r.kind}** (mu = {p['mu']:g}, lambda = "
                f"{p['lam']:g}); {constraint}.")
     out.append("Attacker utility: ASR" + (f" - {p['mu']:g} x L2 paid per attack" if p["mu"] else "")
                + "; defender utility: -ASR" + (f" - {p['lam']:g} x accuracy drop" if p["lam"] else "")
                + " (L2 earns the defender nothing here; the paper counts a larger L2 as a stronger defense).")
     for ref in r.references:
-        out.append(f"Reference (undefended) accuracy of model {ref.model_name} (weights {ref.model[:12]}): "
+        weights = f" (weights {ref.model[:12]})" if ref.model[:12] != ref.model_name else ""
+        out.append(f"Reference (undefended) accuracy of model {ref.model_name}{weights}: "
                    f"{_pct(ref.accuracy)}, from the {ref.source}.")
     out += ["", "## Recommendation", "", f"**{headline(rec)}** ({rec.solver}); worst-case expected ASR "
             f"{_pct(rec.worst_case_asr)} ({rec.worst_attacker}).", ""]
@@ -182,17 +315,11 @@ def solve_markdown(r: SolveReport) -> str:
     out += [""] + [f"- {line}" for line in reasons(r)]
 
     out += ["", "## Defender strategies", ""]
-    rows = []
     asr = np.asarray(r.asr)
-    for i, d in enumerate(r.defenders):
-        j = int(np.argmax(asr[i]))
-        rows.append([d.label, _pct(d.accuracy), f"{100 * d.accuracy_drop:+.2f} pt",
-                     "yes" if i in r.game_rows else "no (drop)", _pct(asr[i].mean()),
-                     f"{_pct(asr[i, j])} ({r.attackers[j].label})"])
-    out.append(_md_table(["defender", "clean accuracy", "drop", "in game", "mean ASR", "worst attacker"], rows))
+    out.append(_md_table(*defender_rows(r)))
     if n <= MAX_MATRIX_COLUMNS:
         out += ["", "## Payoff matrix: ASR [95% interval]", ""]
-        rows = [[d.label] + [f"{_pct(asr[i, j])} [{_pct(r.asr_low[i][j])}, {_pct(r.asr_high[i][j])}]"
+        rows = [[d.label] + [f"{_pct(asr[i, j])} {interval(r.asr_low[i][j], r.asr_high[i][j])}"
                              for j in range(n)] for i, d in enumerate(r.defenders)]
         out.append(_md_table(["defender \\ attacker"] + list(r.attacker_labels), rows))
     else:
@@ -216,9 +343,9 @@ def solve_markdown(r: SolveReport) -> str:
             out.append("Other models: " + "; ".join(f"{names.get(m, m[:12])}: r' = {ch.rate:g}"
                                                     for m, _, _, ch in a1.per_model if m != a1.model))
         rows = sorted(a1.rows, key=lambda row: -(row.asr if row.asr is not None else -1))
-        out += ["", _md_table(["attacker", "r'", "ASR [95% interval]"],
+        out += ["", _md_table(["attacker", "test dropout r'", "ASR [95% interval]"],
                               [[row.attacker, f"{row.rate:g}",
-                                f"{_pct(row.asr)} [{_pct(row.asr_low)}, {_pct(row.asr_high)}]"]
+                                f"{_pct(row.asr)} {interval(row.asr_low, row.asr_high)}"]
                                for row in rows[:MAX_LIST]])]
         if len(rows) > MAX_LIST:
             out.append(f"({len(rows) - MAX_LIST} more attackers with lower ASR)")
@@ -246,20 +373,21 @@ def solve_markdown(r: SolveReport) -> str:
         if eq is None:
             continue
         worst, wa = r.worst_case(eq)
-        out += ["", f"## {title}", "", f"- method: {eq.method}; regret {eq.regret:.2g}",
+        out += ["", f"## {title}", "", f"- method: {eq.method}; regret {regret_text(eq.regret)}",
                 f"- defender: {_mix_text(r.mix(eq))}", f"- attacker: {_mix_text(r.mix(eq, 'attacker'))}",
-                f"- values: defender {_num(eq.defender_value)}, attacker {_num(eq.attacker_value)}; expected ASR "
+                f"- values (points, ASR = 100): defender {utility(eq.defender_value)}, attacker "
+                f"{utility(eq.attacker_value)}; expected ASR "
                 f"{_pct(r.expected_asr(eq))}; worst-case ASR {_pct(worst)} ({wa})"]
     if r.minimax is not None and r.stackelberg is not None and r.kind == "zero-sum":
-        out.append(f"- zero-sum check: minimax value {_num(r.minimax.defender_value, 6)} = Stackelberg value "
-                   f"{_num(r.stackelberg.defender_value, 6)}")
+        out.append(f"- zero-sum check: minimax value {number(100 * r.minimax.defender_value, 4)} = Stackelberg "
+                   f"value {number(100 * r.stackelberg.defender_value, 4)} (points)")
 
     if r.nash is not None:
         nr = r.nash
         out += ["", "## Nash equilibria", "",
                 f"- {len(nr.equilibria)} equilibri{'um' if len(nr.equilibria) == 1 else 'a'} by {nr.method} "
                 f"({'complete enumeration' if nr.complete else f'{len(nr.labels)} dropped labels'}), each passing "
-                f"the regret check (eps {nr.eps:g}); {nr.rejected} candidate(s) failed it; {nr.seconds:.2f} s"]
+                f"the regret check (tolerance {number(nr.eps, 9)}); {nr.rejected} candidate(s) failed it; {nr.seconds:.2f} s"]
         if nr.degenerate:
             out.append("- the game is **degenerate**: " + "; ".join(nr.degeneracy)
                        + ". Equilibria may form continua; the list shows points of them.")
@@ -284,7 +412,7 @@ def solve_markdown(r: SolveReport) -> str:
         if q:
             out += ["", "Worst-case ASR of the minimax mix, quantiles 5/25/50/75/95%: "
                     + " / ".join(_pct(q[k]) for k in q) + ".",
-                    "Game value (defender), same quantiles: " + " / ".join(_num(v[k]) for k in v) + ".",
+                    "Game value (defender, points), same quantiles: " + " / ".join(utility(v[k]) for k in v) + ".",
                     "(The worst case is a maximum over noisy columns, so resampling biases it upward.)"]
     if r.notes:
         out += ["", "## Notes", ""] + [f"- {note_text(note)}" for note in r.notes]

@@ -20,6 +20,8 @@ _EXPORTS = {
     "PayoffTable": "gameplay.table",
     "read_payoff_csv": "gameplay.table",
     "payoff_table_from_frame": "gameplay.table",
+    "select_game": "gameplay.table",
+    "game_choices": "gameplay.table",
     "SolveReport": "gameplay.solve",
     "solve_payoff_csv": "gameplay.solve",
     "solve_table": "gameplay.solve",
@@ -28,6 +30,7 @@ _EXPORTS = {
     "difference": "gameplay.images",
     "is_adaptive": "gameplay.rules",
     "within_accuracy_limit": "gameplay.rules",
+    "DEFAULT_MAX_ACCURACY_DROP": "gameplay.rules",
 }
 
 __all__ = sorted(_EXPORTS)

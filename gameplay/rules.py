@@ -18,12 +18,21 @@ drop "<1%": a defender is within the limit when its accuracy drop ``a_max - a`` 
 drop that equals epsilon up to float rounding (:data:`ACCURACY_TOLERANCE`) is not below it. A model's undefended
 rows (``none``, or dropout with r' = 0) are always within: they are Algorithm 1's starting point (line 2), where
 nothing is measured.
+
+Default accuracy budget. Where the user gives no epsilon, :data:`DEFAULT_MAX_ACCURACY_DROP` applies: the paper's
+"< 1% test accuracy drop" (section 4.2, Tables 4-6). A recommendation is never made without an accuracy limit
+unless the user lifts it explicitly (``defdrop solve --max-accuracy-drop none``).
 """
 from __future__ import annotations
 
 from typing import Sequence
 
 import numpy as np
+
+DEFAULT_MAX_ACCURACY_DROP = 0.01
+"""The default epsilon: the paper's "< 1% test accuracy drop" (section 4.2, Tables 4-6), a fraction (one point)."""
+DEFAULT_BUDGET_SOURCE = "the paper's \"< 1% accuracy drop\", section 4.2"
+"""Where the default epsilon comes from, as reports cite it."""
 
 ACCURACY_TOLERANCE = 1e-12
 """Float rounding allowed when comparing an accuracy drop with epsilon (0.99 - 0.98 = 0.010000000000000009)."""

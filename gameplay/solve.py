@@ -22,6 +22,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, is_dataclass, replace
 from pathlib import Path
+from typing import Union
 
 import numpy as np
 
@@ -32,6 +33,7 @@ from gameplay.game import Game
 from gameplay.minimax import minimax, pure_maximin
 from gameplay.nash import NashResult
 from gameplay.robustness import Robustness
+from gameplay.rules import DEFAULT_MAX_ACCURACY_DROP
 from gameplay.table import AttackerInfo, DefenderInfo, PayoffTable, Reference, read_payoff_csv
 from gameplay.utility import check_parameters, l2_paid
 from payoffs.errors import DefdropError
@@ -49,7 +51,13 @@ class Recommendation:
     its worst-case expected ASR and the attacker achieving it (``per_attacker``: the mix's expected ASR against
     every attacker column); the best single strategy (``fixed``, pure maximin) and Algorithm 1's rate for
     comparison. ``zero_sum``; for a Stackelberg commitment the attacker's best response (``follower``) and its
-    ASR; for a general-sum game the maximin security strategy's worst case (``cautious_*``); ``nash_count``."""
+    ASR; for a general-sum game the maximin security strategy's worst case (``cautious_*``); ``nash_count``.
+
+    What it costs: ``accuracy`` = sum_i p_i a_i, the mix's expected clean accuracy, and ``accuracy_drop`` = sum_i
+    p_i (a_max(i) - a_i) from each row's model reference (``accuracy_drop_max``: the largest drop of a row in the
+    mix; ``reference_accuracy``: a_max where the mix uses one model, else None). ``accuracy_budget`` is the epsilon
+    the game was built with (None: no limit) and ``budget_source`` whether it was ``given``, the ``default``
+    (:data:`gameplay.rules.DEFAULT_MAX_ACCURACY_DROP`) or lifted (``none``)."""
 
     solver: str
     mix: tuple[tuple[str, float], ...]
@@ -68,6 +76,12 @@ class Recommendation:
     cautious_worst_asr: float | None = None
     cautious_worst_attacker: str | None = None
     nash_count: int | None = None
+    accuracy: float = math.nan
+    accuracy_drop: float = math.nan
+    accuracy_drop_max: float = math.nan
+    reference_accuracy: float | None = None
+    accuracy_budget: float | None = None
+    budget_source: str = "given"
 
     @property
     def mixed(self) -> bool:
@@ -79,7 +93,8 @@ class Note:
     """Something the reader of a decision should know, as a code and its values (``analysis.solve_text`` words it):
     ``reference_fallback`` (model, source), ``l2_paid`` (source), ``algorithm1_not_run``,
     ``algorithm1_no_undefended_row``, ``nash_time_limit`` (timed_out, labels), ``nash_none``, ``removed``
-    (labels), ``no_adaptive_attacker``."""
+    (labels), ``no_adaptive_attacker``, ``columns_filled`` (columns), ``intervals_unknown`` (cells, accuracies),
+    ``robustness_skipped`` (reason)."""
 
     code: str
     values: tuple[tuple[str, object], ...] = ()
@@ -224,23 +239,66 @@ def _plain(obj):
 
 
 # ---------------------------------------------------------------------------------------------- solving
-def solve_payoff_csv(path: str | Path, *, max_accuracy_drop: float | None, solver: str = "all", mu: float = 0.0,
-                     lam: float = 0.0, robustness_samples: int = 200, seed: int = 0) -> SolveReport:
-    """Read a payoff CSV, build the game and run the chosen solvers; every input problem is a ``DefdropError``."""
+DEFAULT = "default"
+"""``max_accuracy_drop=DEFAULT``: the paper's budget, :data:`gameplay.rules.DEFAULT_MAX_ACCURACY_DROP`."""
+Budget = Union[float, None, str]
+
+
+def accuracy_budget(max_accuracy_drop: Budget) -> tuple[float | None, str]:
+    """(epsilon, where it comes from): :data:`DEFAULT` -> the paper's default (``"default"``), None -> no limit
+    (``"none"``, the explicit opt-out), a number -> itself (``"given"``)."""
+    if isinstance(max_accuracy_drop, str):
+        if max_accuracy_drop != DEFAULT:
+            raise DefdropError(f"max accuracy drop {max_accuracy_drop!r} is not a number (or {DEFAULT!r} or None)")
+        return DEFAULT_MAX_ACCURACY_DROP, "default"
+    if max_accuracy_drop is None:
+        return None, "none"
+    return float(max_accuracy_drop), "given"
+
+
+def parse_budget(text: str | None) -> Budget:
+    """``--max-accuracy-drop`` as typed: absent -> :data:`DEFAULT`, ``none`` -> None (no limit), else a fraction."""
+    if text is None:
+        return DEFAULT
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise DefdropError(f"--max-accuracy-drop {text!r} is neither a fraction (e.g. 0.01 for one point) nor "
+                           "'none'") from None
+
+
+def _check_request(max_accuracy_drop: Budget, solver: str, mu: float, lam: float,
+                   robustness_samples: int) -> None:
     if solver not in SOLVERS:
         raise DefdropError(f"unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}")
-    check_parameters(max_accuracy_drop, mu, lam)
+    eps, _ = accuracy_budget(max_accuracy_drop)
+    check_parameters(eps, mu, lam)
     if robustness_samples < 0:
         raise DefdropError(f"robustness samples {robustness_samples} must be >= 0")
-    if solver == "algorithm1" and max_accuracy_drop is None:
+    if solver == "algorithm1" and eps is None:
         raise DefdropError("Algorithm 1 needs the maximum accuracy drop (the paper's epsilon, max_accuracy_drop)")
-    return solve_table(read_payoff_csv(path), max_accuracy_drop=max_accuracy_drop, solver=solver, mu=mu, lam=lam,
-                       robustness_samples=robustness_samples, seed=seed)
 
 
-def solve_table(table: PayoffTable, *, max_accuracy_drop: float | None, solver: str = "all", mu: float = 0.0,
+def solve_payoff_csv(path: str | Path, *, max_accuracy_drop: Budget = DEFAULT, solver: str = "all",
+                     mu: float = 0.0, lam: float = 0.0, robustness_samples: int = 200, seed: int = 0,
+                     model: str | None = None, game: str | None = None) -> SolveReport:
+    """Read a payoff CSV, take one game of it (``model``, ``game``: :func:`gameplay.table.select_game`), build
+    the game and run the chosen solvers; every input problem is a ``DefdropError``.
+
+    ``max_accuracy_drop``: epsilon as a fraction; :data:`DEFAULT` (the default) is the paper's 1 point, None
+    lifts the limit (the report then still states what the recommendation costs)."""
+    _check_request(max_accuracy_drop, solver, mu, lam, robustness_samples)
+    return solve_table(read_payoff_csv(path, model=model, game=game), max_accuracy_drop=max_accuracy_drop,
+                       solver=solver, mu=mu, lam=lam, robustness_samples=robustness_samples, seed=seed)
+
+
+def solve_table(table: PayoffTable, *, max_accuracy_drop: Budget = DEFAULT, solver: str = "all", mu: float = 0.0,
                 lam: float = 0.0, robustness_samples: int = 200, seed: int = 0) -> SolveReport:
     """:func:`solve_payoff_csv` on a table already read."""
+    _check_request(max_accuracy_drop, solver, mu, lam, robustness_samples)
+    max_accuracy_drop, budget_source = accuracy_budget(max_accuracy_drop)
     timings: dict[str, float] = {}
 
     def timed(name: str, fn):
@@ -257,11 +315,15 @@ def solve_table(table: PayoffTable, *, max_accuracy_drop: float | None, solver: 
     nash = timed("nash", lambda: game.nash(**NASH_OPTIONS)) if "nash" in run else None
     stack = timed("stackelberg", game.stackelberg) if "stackelberg" in run else None
     rob = None
-    if robustness_samples > 0 and run & {"minimax", "algorithm1"}:
+    can_resample = table.images is not None or table.intervals_known
+    if robustness_samples > 0 and run & {"minimax", "algorithm1"} and can_resample:
         rob = timed("robustness", lambda: game.robustness(samples=robustness_samples, seed=seed))
 
     notes = _notes(table, game, mu, max_accuracy_drop, alg1, nash, solver)
-    params = {"max_accuracy_drop": max_accuracy_drop, "solver": solver, "mu": mu, "lam": lam,
+    if robustness_samples > 0 and run & {"minimax", "algorithm1"} and not can_resample:
+        notes += (Note("robustness_skipped", (("reason", "intervals_unknown"),)),)
+    params = {**dict(table.selection), "max_accuracy_drop": max_accuracy_drop, "accuracy_budget": budget_source,
+              "solver": solver, "mu": mu, "lam": lam,
               "robustness_samples": robustness_samples, "seed": seed}
     report = SolveReport(
         source=table.source, params=params, kind=game.kind, defenders=table.defenders, attackers=table.attackers,
@@ -287,6 +349,12 @@ def _placeholder() -> Recommendation:
 def _notes(table: PayoffTable, game: Game, mu: float, eps: float | None, alg1: Algorithm1Table | None,
            nash: NashResult | None, solver: str) -> tuple[Note, ...]:
     notes = []
+    if table.filled:
+        notes.append(Note("columns_filled", (("columns", table.filled),)))
+    if not table.intervals_known:
+        unknown = int((~np.isfinite(table.asr_low)).sum())
+        acc_unknown = sum(not math.isfinite(d.accuracy_low) for d in table.defenders)
+        notes.append(Note("intervals_unknown", (("cells", unknown), ("accuracies", acc_unknown))))
     for ref in table.references:
         if not ref.source.startswith("undefended"):
             notes.append(Note("reference_fallback", (("model", ref.model_name), ("source", ref.source))))
@@ -367,12 +435,24 @@ def _recommend(report: SolveReport, game: Game) -> Recommendation:
         a1_label, a1_rate = alg1.defender, alg1.choice.rate
         if alg1.worst is not None:
             a1_asr, a1_att = alg1.worst.asr, alg1.worst.attacker
+    rows = [report.defenders[i] for i in report.game_rows]
+    x = np.asarray(eq.x, dtype=float)
+    used = [k for k in range(len(rows)) if x[k] > 1e-6]
+    x_used = x[used] / x[used].sum()
+    models = {rows[k].model for k in used}
+    ref = report.references[[r.model for r in report.references].index(models.pop())].accuracy \
+        if len(models) == 1 else None
     return Recommendation(solver=name, mix=_mix_tuple(labels, eq.x), worst_case_asr=float(per_col[j]),
                           worst_attacker=attackers[j], fixed=labels[fi], fixed_worst_asr=float(asr[fi, fj]),
                           fixed_worst_attacker=attackers[fj], algorithm1=a1_label, algorithm1_rate=a1_rate,
                           algorithm1_worst_asr=a1_asr, algorithm1_worst_attacker=a1_att, zero_sum=zero_sum,
                           follower=follower, follower_asr=follower_asr, cautious_worst_asr=cautious,
                           cautious_worst_attacker=cautious_attacker,
-                          nash_count=len(report.nash.equilibria) if report.nash else None)
+                          nash_count=len(report.nash.equilibria) if report.nash else None,
+                          accuracy=float(sum(p * rows[k].accuracy for p, k in zip(x_used, used))),
+                          accuracy_drop=float(sum(p * rows[k].accuracy_drop for p, k in zip(x_used, used))),
+                          accuracy_drop_max=float(max(rows[k].accuracy_drop for k in used)),
+                          reference_accuracy=ref, accuracy_budget=report.params["max_accuracy_drop"],
+                          budget_source=report.params["accuracy_budget"])
 
 

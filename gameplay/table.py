@@ -13,6 +13,11 @@ A model is named by its ``model_label`` (``r=0.3``, or the label of the user's o
 column, else by its training dropout rate r, else by its hash (:func:`payoffs.labels.model_name`); ``train_dropout``
 is empty (NaN) for a model without a training rate (a user model), and a rate in [0, 1) otherwise.
 
+Only ``attacker``, ``defender``, ``asr`` and ``clean_accuracy`` are needed: the strategies' other columns are read
+from their ids and intervals the table lacks are unknown (NaN, never invented; :func:`complete_columns`). A file
+may hold several games (``defdrop reproduce``'s ``tables/payoff.csv``: each model against its own sweeps);
+:func:`select_game` takes one by model and attacker space, and lists the choices when it must.
+
 Optional columns: ``model_label``, ``asr_std_error``, ``kappa`` (missing = 0, see :mod:`gameplay.rules`),
 ``asr_majority`` and ``l2_all_mean`` (the attacker's cost, :mod:`gameplay.utility`), ``key`` and ``accuracy_key``
 (the cell's and the defender's accuracy keys in the per-image sidecar ``X.images.npz``, :mod:`gameplay.images`).
@@ -34,15 +39,18 @@ from gameplay.rules import is_adaptive, is_undefended
 from payoffs.errors import DefdropError, untrusted
 from payoffs.labels import defender_label, model_name
 
-# The columns the game needs; the table has more (payoffs.table.TABLE_COLUMNS), which are carried along unused.
+# The columns the game reads; the table has more (payoffs.table.TABLE_COLUMNS), which are carried along unused.
+# Only MINIMAL_COLUMNS must be there: the others are filled in (:func:`complete_columns`) where absent.
+MINIMAL_COLUMNS = ("attacker", "defender", "asr", "clean_accuracy")
+INTERVALS = (("asr_low", "asr_high"), ("clean_accuracy_low", "clean_accuracy_high"))
 REQUIRED_COLUMNS = (
     "attacker", "attack", "eot", "success_test", "defender", "defense", "train_dropout", "test_dropout", "model",
     "asr", "asr_low", "asr_high", "l2_mean", "clean_accuracy", "clean_accuracy_low", "clean_accuracy_high",
 )
 OPTIONAL_NUMBERS = ("asr_std_error", "kappa", "asr_majority", "l2_all_mean")  # may be absent or NaN
 TEXT_COLUMNS = ("attacker", "attack", "success_test", "defender", "defense", "model")
-NUMBER_COLUMNS = ("eot", "asr", "asr_low", "asr_high", "clean_accuracy", "clean_accuracy_low",
-                  "clean_accuracy_high")  # never NaN; train_dropout, test_dropout, l2_mean, asr_std_error may be
+NUMBER_COLUMNS = ("eot", "asr", "clean_accuracy")  # never NaN; train_dropout, test_dropout, l2_mean, asr_std_error
+# may be, and an interval's two bounds may both be (an interval the table does not know)
 DEFENSES = ("none", "dropout", "sap")
 Z95 = 1.959963984540054  # a 95% normal interval is +-Z95 standard errors wide
 MEAN_TOLERANCE = 1e-6  # per-image values must average to the table's ASR / accuracy within this
@@ -136,6 +144,14 @@ class PayoffTable:
     cell_key: np.ndarray | None = None      # (m, n) the cells' keys (object array), if the table has them
     images: ImageData | None = None         # per-image data of every cell and accuracy, when attached
     images_note: str = "no per-image sidecar"  # why ``images`` is None, or where it came from
+    filled: tuple[str, ...] = ()            # columns the table lacked, filled in by :func:`complete_columns`
+    selection: tuple[tuple[str, str], ...] = ()  # (("model", "r=0.3"), ("game", "cw-eot")): the part of the file read
+
+    @property
+    def intervals_known(self) -> bool:
+        """Whether every ASR and clean-accuracy interval is known (a minimal table may have none)."""
+        acc = np.array([[d.accuracy_low, d.accuracy_high] for d in self.defenders])
+        return bool(np.isfinite(self.asr_low).all() and np.isfinite(self.asr_high).all() and np.isfinite(acc).all())
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -197,6 +213,88 @@ def _where(df: pd.DataFrame, i: int) -> str:
     return f"line {i + 2} (defender {df.at[i, 'defender']}, attacker {df.at[i, 'attacker']})"
 
 
+def _number(text: str) -> float | str:
+    try:
+        return float(text)
+    except ValueError:
+        return text  # left as text: validation names it
+
+
+def _attacker_fields(attacker: str) -> dict:
+    """What an attacker id says (``cw[k=5,eot=8,exp]``: attack cw, kappa 5, EOT 8, the expected test)."""
+    name, _, rest = attacker.strip().partition("[")
+    out: dict = {"attack": name.strip(), "eot": 1.0, "success_test": "single", "kappa": 0.0}
+    for part in rest.rstrip("]").split(",") if rest else []:
+        key, eq, value = (t.strip() for t in part.partition("="))
+        if not eq:
+            out["success_test"] = "expected" if key == "exp" else out["success_test"]
+        elif key == "eot":
+            out["eot"] = _number(value)
+        elif key in ("k", "kappa"):
+            out["kappa"] = _number(value)
+    return out
+
+
+def _defender_fields(defender: str) -> dict:
+    """What a defender id says: ``none``, ``dropout[r'=0.5]``, ``sap[...]``, maybe prefixed ``<model>/``."""
+    model, _, own = defender.strip().rpartition("/")
+    name, _, rest = own.partition("[")
+    rate: float | str = math.nan
+    if name == "none":
+        rate = 0.0
+    for part in rest.rstrip("]").split(",") if rest else []:
+        key, eq, value = (t.strip() for t in part.partition("="))
+        if eq and key in ("r'", "rate"):
+            rate = _number(value)
+    return {"defense": name.strip(), "test_dropout": rate, "model": model}
+
+
+def complete_columns(df: pd.DataFrame, source: str = "<table>") -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """The table with every column the game reads, and which of them were filled in.
+
+    Only ``attacker``, ``defender``, ``asr`` and ``clean_accuracy`` must be there. The attacker's ``attack``,
+    ``eot``, ``success_test`` and ``kappa`` are read from its id (``cw[k=5,eot=8,exp]``), the defender's ``defense``
+    and ``test_dropout`` from its (``dropout[r'=0.5]``; a ``<model>/`` prefix names the model where the table has no
+    ``model`` column, and ``r=<rate>`` gives the training rate); a table without a ``model`` column is one model's.
+    Absent intervals (both bounds of ``asr_low``/``asr_high`` or of ``clean_accuracy_low``/``_high``) and
+    ``l2_mean`` are unknown (NaN), never invented."""
+    missing = [c for c in MINIMAL_COLUMNS if c not in df.columns]
+    missing += [b for pair in INTERVALS for b in pair if b not in df.columns and any(o in df.columns for o in pair)]
+    if missing:
+        missing = sorted(set(missing), key=REQUIRED_COLUMNS.index)
+        raise _fail(source, f"missing column(s) {', '.join(missing)} (needs at least {', '.join(MINIMAL_COLUMNS)}; "
+                            "an interval needs both its bounds)")
+    absent = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if not absent:
+        return df, ()
+    df = df.copy()
+    text = lambda col: ["" if (isinstance(v, float) and math.isnan(v)) else str(v) for v in df[col]]  # noqa: E731
+    attackers = [_attacker_fields(a) for a in text("attacker")]
+    defenders = [_defender_fields(d) for d in text("defender")]
+    for col in ("attack", "eot", "success_test"):
+        if col in absent:
+            df[col] = [a[col] for a in attackers]
+    if "kappa" not in df.columns and {"attack", "eot", "success_test"} & set(absent):
+        df["kappa"] = [a["kappa"] for a in attackers]
+    for col in ("defense", "test_dropout"):
+        if col in absent:
+            df[col] = [d[col] for d in defenders]
+    if "model" in absent:
+        prefix = [d["model"] for d in defenders]
+        labels = text("model_label") if "model_label" in df.columns else prefix
+        df["model"] = [p or label or "table" for p, label in zip(prefix, labels)]
+        if "model_label" not in df.columns:
+            df["model_label"] = prefix
+    if "train_dropout" in absent:
+        names = text("model_label") if "model_label" in df.columns else [""] * len(df)
+        df["train_dropout"] = [_number(n[2:]) if n.startswith("r=") else math.nan for n in names]
+        df["train_dropout"] = [v if isinstance(v, float) else math.nan for v in df["train_dropout"]]
+    for col in absent:
+        if col not in df.columns:  # the intervals and l2_mean
+            df[col] = math.nan
+    return df, tuple(absent)
+
+
 def _validate(df: pd.DataFrame, source: str) -> pd.DataFrame:
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
@@ -209,7 +307,8 @@ def _validate(df: pd.DataFrame, source: str) -> pd.DataFrame:
         if bad.any():
             raise _fail(source, f"column {col} is empty on line {int(np.flatnonzero(bad)[0]) + 2}")
         df[col] = df[col].astype(str).str.strip()
-    numeric = list(NUMBER_COLUMNS) + ["train_dropout", "test_dropout", "l2_mean"] + [
+    numeric = list(NUMBER_COLUMNS) + [b for pair in INTERVALS for b in pair] + [
+        "train_dropout", "test_dropout", "l2_mean"] + [
         c for c in OPTIONAL_NUMBERS if c in df]
     for col in numeric:
         values = pd.to_numeric(df[col], errors="coerce")
@@ -222,6 +321,13 @@ def _validate(df: pd.DataFrame, source: str) -> pd.DataFrame:
         bad = ~np.isfinite(df[col].to_numpy())
         if bad.any():
             raise _fail(source, f"column {col} is NaN or infinite on {_where(df, int(np.flatnonzero(bad)[0]))}")
+    for lo, hi in INTERVALS:
+        values = df[[lo, hi]].to_numpy()
+        bad = np.isinf(values).any(axis=1) | (np.isnan(values[:, 0]) != np.isnan(values[:, 1]))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise _fail(source, f"interval [{lo}, {hi}] = [{df.at[i, lo]:g}, {df.at[i, hi]:g}] on {_where(df, i)} "
+                                "is not an interval (give both bounds, or leave both empty where unknown)")
     r = df["train_dropout"]
     bad = np.isinf(r.to_numpy()) | (r < 0).to_numpy() | (r >= 1).to_numpy()  # NaN: a model without a rate
     if bad.any():
@@ -303,11 +409,122 @@ def _defender_labels(df: pd.DataFrame) -> dict[tuple[str, str], str]:
     return {k: defender_label(k[0][:8], k[1], True) for k in keys}
 
 
-def payoff_table_from_frame(df: pd.DataFrame, source: str = "<table>",
-                            images: ImageData | None = None) -> PayoffTable:
-    """Validate a payoff-table DataFrame and arrange it as defenders x attackers arrays; ``images`` (its per-image
-    data) is checked against the table and attached (:func:`attach_images`)."""
+# --------------------------------------------------------------------------- games in one table
+SPACES = {"paper": "the paper's attackers only (not adaptive, gameplay.rules)",
+          "eot": "every attacker, the adaptive ones (EOT, the expected test, kappa > 0) included"}
+"""The attacker spaces of a game, named as ``defdrop reproduce`` names its ``tables/game-r<r>-<attacks>-<space>.csv``."""
+
+
+def _model_names(df: pd.DataFrame) -> list[str]:
+    labels = df["model_label"] if "model_label" in df else [""] * len(df)
+    return [model_name(label, m, r) for label, m, r in zip(labels, df["model"], df["train_dropout"])]
+
+
+def _attack_sets(df: pd.DataFrame, names: list[str]) -> list[tuple[str, ...]]:
+    """The table's attack sets: attacks run on the same models go together (``defdrop reproduce``'s sweeps, e.g.
+    C&W on every model, FGSM and JSMA on two; in a table from ``defdrop payoff`` every attack is in one set)."""
+    on: dict[str, set[str]] = {}
+    for attack, name in zip(df["attack"], names):
+        on.setdefault(attack, set()).add(name)
+    groups: dict[frozenset, list[str]] = {}
+    for attack, models in on.items():
+        groups.setdefault(frozenset(models), []).append(attack)
+    return [tuple(g) for g in groups.values()]
+
+
+def _is_product(df: pd.DataFrame) -> bool:
+    return len(df) == df[["model", "defender"]].drop_duplicates().shape[0] * df["attacker"].nunique() and \
+        not df.duplicated(["model", "defender", "attacker"]).any()
+
+
+def _adaptive_rows(df: pd.DataFrame) -> np.ndarray:
+    kappa = df["kappa"] if "kappa" in df else 0.0
+    return np.asarray(is_adaptive(df["eot"], df["success_test"], kappa), dtype=bool)
+
+
+def game_choices(df: pd.DataFrame) -> list[tuple[str, str]]:
+    """The (model, game) pairs of a validated table that are whole games (every defender x attacker cell, at least
+    two attackers), games named ``<attacks>-<space>`` (``cw-eot``, ``fgsm+jsma-paper``) as reproduce names them."""
+    names = np.array(_model_names(df), dtype=object)
+    adaptive = _adaptive_rows(df)
+    out = []
+    for model in dict.fromkeys(names):
+        for attacks in _attack_sets(df, list(names)):
+            rows = (names == model) & df["attack"].isin(attacks).to_numpy()
+            for space, keep in (("paper", rows & ~adaptive), ("eot", rows)):
+                sub = df[keep]
+                if space == "eot" and not (rows & adaptive).any():
+                    continue  # the same game as "paper"
+                if sub["attacker"].nunique() >= 2 and _is_product(sub):
+                    out.append((model, f"{'+'.join(attacks)}-{space}"))
+    return out
+
+
+def _choices_text(choices: list[tuple[str, str]], limit: int = 12) -> str:
+    text = ", ".join(f"--model {m} --game {g}" for m, g in choices[:limit])
+    return text + (f", ... ({len(choices) - limit} more)" if len(choices) > limit else "")
+
+
+def select_game(df: pd.DataFrame, source: str = "<table>", model: str | None = None,
+                game: str | None = None) -> tuple[pd.DataFrame, tuple[tuple[str, str], ...]]:
+    """The rows of one game of a validated table, and what was selected.
+
+    ``model``: a model's name (``r=0.3``, its label) or the start of its hash. ``game``: ``<attacks>-<space>``,
+    ``<attacks>`` or ``<space>``: attacks joined by ``+`` (``fgsm+jsma``; any order), spaces as in :data:`SPACES`
+    (``paper``: the paper's attackers only; ``eot``: with the adaptive ones). A table that is not one game without
+    them (``defdrop reproduce``'s ``tables/payoff.csv`` holds every model's sweeps) is an error listing the choices."""
+    names = np.array(_model_names(df), dtype=object)
+    keep = np.ones(len(df), dtype=bool)
+    selection: list[tuple[str, str]] = []
+    if model is not None:
+        wanted = model.strip()
+        hit = (names == wanted) | df["model"].astype(str).str.startswith(wanted).to_numpy() if len(wanted) >= 6 \
+            else names == wanted
+        if not hit.any():
+            raise _fail(source, f"has no model {wanted!r}; its models: {', '.join(dict.fromkeys(names))}")
+        found = list(dict.fromkeys(names[hit]))
+        if len(found) > 1:
+            raise _fail(source, f"model {wanted!r} matches {len(found)} models ({', '.join(found)}); give its name")
+        keep &= names == found[0]
+        selection.append(("model", found[0]))
+    if game is not None:
+        wanted = game.strip()
+        attacks_part, _, space = wanted.rpartition("-")
+        if space not in SPACES:  # no space given: every attacker of the attack set
+            attacks_part, space = wanted, None
+        known = list(dict.fromkeys(df.loc[keep, "attack"]))
+        attacks = [a.strip() for a in attacks_part.split("+") if a.strip()] if attacks_part else known
+        unknown = [a for a in attacks if a not in known]
+        if unknown or not attacks:
+            choices = game_choices(df[keep].reset_index(drop=True))
+            raise _fail(source, f"has no game {wanted!r} (attack {', '.join(unknown) or '?'} not in it); choose "
+                                f"one: {_choices_text(choices) or 'spaces ' + ', '.join(SPACES)}")
+        keep &= df["attack"].isin(attacks).to_numpy()
+        if space == "paper":
+            keep &= ~_adaptive_rows(df)
+        selection.append(("game", f"{'+'.join(attacks)}-{space or 'eot'}" if attacks_part else (space or "eot")))
+        if not keep.any():
+            raise _fail(source, f"game {wanted!r} has no rows (no attacker of the paper's kind)")
+    sub = df[keep].reset_index(drop=True)
+    several = len(set(names[keep])) > 1 or len(_attack_sets(sub, _model_names(sub))) > 1
+    if several and not _is_product(sub):
+        choices = game_choices(sub)
+        if choices:  # else the table has gaps, not several games: the missing cell is named below
+            n_def = sub[["model", "defender"]].drop_duplicates().shape[0]
+            n_att = sub["attacker"].nunique()
+            raise _fail(source, f"holds several games ({len(sub)} cells, not {n_def} defenders x {n_att} attackers "
+                                f"= {n_def * n_att}); choose one: {_choices_text(choices)}")
+    return sub, tuple(selection)
+
+
+def payoff_table_from_frame(df: pd.DataFrame, source: str = "<table>", images: ImageData | None = None, *,
+                            model: str | None = None, game: str | None = None) -> PayoffTable:
+    """Validate a payoff-table DataFrame (columns it lacks filled in: :func:`complete_columns`), take one game of
+    it (:func:`select_game`) and arrange it as defenders x attackers arrays; ``images`` (its per-image data) is
+    checked against the table and attached (:func:`attach_images`)."""
+    df, filled = complete_columns(df, source)
     df = _validate(df, source)
+    df, selection = select_game(df, source, model, game)
     labels = _defender_labels(df)
     df["_row"] = [labels[k] for k in zip(df["model"], df["defender"])]
     dup = df.duplicated(["_row", "attacker"], keep=False)
@@ -368,7 +585,7 @@ def payoff_table_from_frame(df: pd.DataFrame, source: str = "<table>",
                         asr_se=se, l2_mean=grid("l2_mean"), references=(), source=source,
                         asr_majority=grid("asr_majority") if "asr_majority" in df else None,
                         l2_all_mean=grid("l2_all_mean") if "l2_all_mean" in df else None,
-                        cell_key=keys)
+                        cell_key=keys, filled=filled, selection=selection)
     return attach_images(table.with_values(asr, table.accuracy), images)
 
 
@@ -418,9 +635,9 @@ def require_game(table: PayoffTable) -> None:
             raise _fail(table.source, f"has a single {who} strategy ({labels[0]}); a game needs at least two of each")
 
 
-def read_payoff_csv(path: str | Path) -> PayoffTable:
-    """Read and validate a payoff CSV (and its sidecar ``X.images.npz`` when there is one); every problem, whatever
-    the bytes, is a one-line ``DefdropError``."""
+def read_payoff_csv(path: str | Path, *, model: str | None = None, game: str | None = None) -> PayoffTable:
+    """Read and validate a payoff CSV (and its sidecar ``X.images.npz`` when there is one), one game of it
+    (``model``, ``game``: :func:`select_game`); every problem, whatever the bytes, is a one-line ``DefdropError``."""
     path = Path(path)
     if not path.is_file():
         raise DefdropError(f"payoff table {path} does not exist")
@@ -431,4 +648,11 @@ def read_payoff_csv(path: str | Path) -> PayoffTable:
             raise DefdropError(f"payoff table {path} is not a readable CSV: {str(exc).splitlines()[0]}") from None
         side = sidecar_path(path)
         images = read_image_data(side) if side.is_file() else None
-        return payoff_table_from_frame(df, str(path), images)
+        try:
+            return payoff_table_from_frame(df, str(path), images, model=model, game=game)
+        except DefdropError as exc:
+            split = sorted(path.parent.glob("game-*.csv"))
+            if "holds several games" in str(exc) and split:
+                raise DefdropError(f"{exc} (or solve one of the {len(split)} game tables written beside it: "
+                                   f"{path.parent / 'game-*.csv'})") from None
+            raise

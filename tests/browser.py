@@ -1,11 +1,13 @@
 """Render an HTML page in headless Chromium with the network off, and report what plotly drew.
 
-``render_in_chromium(path)`` copies the page to a temporary folder with a small probe script injected first
-in ``<head>``. The probe records uncaught errors, unhandled promise rejections, ``console.error`` calls and
-failed resource loads; after the page's load event it waits (in Chromium's virtual time) until every plotly
-div holds an SVG, then writes a JSON report into the DOM. Chromium runs with ``--dump-dom``; the report is
-parsed from the dumped DOM. Any request leaving ``file:`` (a CDN script, a font) fails, because host names
-resolve to nothing and the proxy is a closed port, and is listed in ``external_requests``.
+``render_in_chromium(path)`` writes a copy of the page with a small probe script injected first in ``<head>``
+beside the original (a hidden temporary name, removed afterwards), so files the page loads by relative address (a
+shared ``plotly.min.js``, PNGs) resolve as they do for the real page. The probe records uncaught errors, unhandled
+promise rejections, ``console.error`` calls and failed resource loads; after the page's load event it waits (in
+Chromium's virtual time) until every plotly div holds an SVG, then writes a JSON report into the DOM. Chromium
+runs with ``--dump-dom``; the report is parsed from the dumped DOM. Any request leaving ``file:`` (a CDN script, a
+font) fails, because host names resolve to nothing and the proxy is a closed port, and is listed in
+``external_requests``.
 
 Tests that need the browser call :func:`chromium_or_skip`: it skips where Chromium is missing, except in CI
 (env ``CI`` set and not ``0``/``false``), where a missing browser fails the test.
@@ -161,22 +163,14 @@ def render_in_chromium(html_path: str | Path, *, chromium: str | None = None, ti
         raise RuntimeError("headless Chromium not found")
     source = Path(html_path)
     with tempfile.TemporaryDirectory(prefix="defdrop-chromium-") as tmp:
-        page = Path(tmp) / source.name
-        page.write_text(inject_probe(source.read_text(encoding="utf-8"), virtual_time_ms // 2), encoding="utf-8")
-        cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               "--disable-extensions", "--disable-dev-shm-usage", "--mute-audio",
-               "--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=127.0.0.1:9", "--proxy-bypass-list=<-loopback>",
-               f"--user-data-dir={Path(tmp) / 'profile'}", "--enable-logging=stderr", "--v=0",
-               f"--virtual-time-budget={virtual_time_ms}", "--window-size=1400,1000", "--dump-dom", page.as_uri()]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True)
+        fd, probed = tempfile.mkstemp(prefix=".probe-", suffix=f"-{source.name}", dir=source.parent)
+        os.close(fd)
+        page = Path(probed)
         try:
-            dom, stderr = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)  # the browser's own process group, started above
-            proc.communicate()
-            raise RuntimeError(f"Chromium did not finish {source} within {timeout:g} s") from None
+            page.write_text(inject_probe(source.read_text(encoding="utf-8"), virtual_time_ms // 2), encoding="utf-8")
+            proc, dom, stderr = _run_chromium(chromium, page, Path(tmp), timeout, virtual_time_ms, source)
+        finally:
+            page.unlink(missing_ok=True)
     if proc.returncode != 0:
         raise RuntimeError(f"Chromium exited with {proc.returncode}: {stderr.strip()[-2000:]}")
     start = dom.rfind(f'<pre id="{REPORT_ID}">')
@@ -189,3 +183,21 @@ def render_in_chromium(html_path: str | Path, *, chromium: str | None = None, ti
         figures=tuple(FigureRender(f["id"], int(f["main_svgs"]), int(f["traces"])) for f in report["figures"]),
         errors=tuple(report["errors"]), warnings=tuple(report["warnings"]), external_requests=external,
         console=_console_lines(stderr), plotly_loaded=report["plotly"] != "undefined")
+
+
+def _run_chromium(chromium: str, page: Path, tmp: Path, timeout: float, virtual_time_ms: int,
+                  source: Path) -> tuple[subprocess.Popen, str, str]:
+    cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           "--disable-extensions", "--disable-dev-shm-usage", "--mute-audio",
+           "--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=127.0.0.1:9", "--proxy-bypass-list=<-loopback>",
+           f"--user-data-dir={tmp / 'profile'}", "--enable-logging=stderr", "--v=0",
+           f"--virtual-time-budget={virtual_time_ms}", "--window-size=1400,1000", "--dump-dom", page.as_uri()]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        dom, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the browser's own process group, started above
+        proc.communicate()
+        raise RuntimeError(f"Chromium did not finish {source} within {timeout:g} s") from None
+    return proc, dom, stderr

@@ -1,6 +1,7 @@
 """The CLI: one-line errors with exit code 2, training writes a loadable checkpoint."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,28 @@ def test_gradvar_command(tmp_path: Path, small_checkpoint) -> None:
                                  "--csv", str(csv), "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert "dropout[r'=0.5]" in result.output and "sap[frac=1]" in result.output
+    # The statistics table: readable headers, nothing truncated at 80 columns, no scientific notation.
+    assert "variance (all dims)" in result.output and "var_all" not in result.output and "…" not in result.output
+    table = result.output.split("variance (all dims)")[1].split("wrote")[0]
+    assert not re.search(r"\d[eE][+-]?\d|\bnan\b|\bNone\b", table), table
     assert len(pd.read_csv(csv)) == 3 and html.stat().st_size > 1_000_000
     bad = runner.invoke(app, ["gradvar", "--model", str(small_checkpoint), "--grad-samples", "1", "--out", str(html)])
     assert bad.exit_code == 2 and len(bad.output.strip().splitlines()) == 1
+
+
+def test_payoff_command_prints_for_people_and_writes_fractions(tmp_path: Path, small_checkpoint) -> None:
+    """The terminal table: readable headers, rates in percent with their interval; the CSV keeps fractions."""
+    import pandas as pd
+
+    out = tmp_path / "p.csv"
+    result = runner.invoke(app, ["payoff", "--model", str(small_checkpoint), "--attack", "fgsm", "--test-dropout",
+                                 "0,0.5", "--n-images", "1", "--eval-samples", "2", "--device", "cpu", "--out",
+                                 str(out), "--cache-dir", str(tmp_path / "c")])
+    assert result.exit_code == 0, result.output
+    header = next(line for line in result.output.splitlines() if line.startswith("attacker"))
+    assert "ASR [95% interval]" in header and "clean accuracy" in header and "mean L2" in header
+    assert "asr_low" not in result.output and "clean_accuracy" not in result.output
+    table = result.output.split(header)[1].split("wrote")[0]
+    assert re.search(r"\d%( \[[\d.]+, [\d.]+\])?", table) and not re.search(r"\d[eE][+-]?\d|\bnan\b", table)
+    written = pd.read_csv(out)
+    assert written["clean_accuracy"].between(0, 1).all() and written["asr"].between(0, 1).all()

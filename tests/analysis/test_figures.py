@@ -4,10 +4,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from analysis.figures import (figure_accuracy_asr_l2_heatmaps, figure_gradient_densities, figure_statistic_vs_asr,
-                              figure_statistics_vs_rate)
+                              figure_statistics_vs_rate, nice_ceiling)
 from analysis.gradvar import GradVarResult, variance_asr_relation
 from payoffs.errors import DefdropError
 from tests.analysis.conftest import make_payoff_table
@@ -53,35 +54,111 @@ def test_statistics_vs_rate_draws_dropout_curves_and_sap_references(gradvar_smal
     assert fig.layout.yaxis.type == "log" and fig.layout.yaxis3.type != "log"
 
 
-def test_heatmaps_hold_the_payoff_cells(payoff_table) -> None:
+def _traces(fig, metric):
+    return [t for t in fig.data if t.name == metric]
+
+
+def test_heatmaps_hold_the_payoff_cells_in_percent(payoff_table) -> None:
     figs = figure_accuracy_asr_l2_heatmaps(payoff_table)
     assert len(figs) == payoff_table["attacker"].nunique()
     fig = figs[0]
-    acc, asr, l2 = fig.data
-    assert list(asr.x) == ["0", "0.1", "0.3", "0.5", "0.7", "0.9", "sap[frac=1]"]
+    (acc, _), (asr, asr_sap), (l2, _) = (_traces(fig, m) for m in ("clean_accuracy", "asr", "l2_mean"))
+    assert list(asr.x) == ["0", "0.1", "0.3", "0.5", "0.7", "0.9"]
     assert list(asr.y) == ["0", "0.3", "0.5"]
     cw = payoff_table[payoff_table["attacker"] == "cw[kappa=0]"]
     cell = cw[(cw["train_dropout"] == 0.3) & (cw["test_dropout"] == 0.5)].iloc[0]
-    assert asr.z[1][3] == pytest.approx(cell["asr"])
-    assert acc.z[1][3] == pytest.approx(cell["clean_accuracy"])
+    # Rates in percent (ASR and accuracy alike), L2 as measured.
+    assert asr.z[1][3] == pytest.approx(100 * cell["asr"])
+    assert acc.z[1][3] == pytest.approx(100 * cell["clean_accuracy"])
     assert l2.z[1][3] == pytest.approx(cell["l2_mean"])
-    assert asr.z[2][6] == pytest.approx(0.6)  # SAP column
-    assert "[" in asr.text[1][3] and "attacks: 50" in asr.text[1][3]
-    assert (asr.zmin, asr.zmax) == (0, 1)
+    assert asr.text[1][3] == "50%" and acc.text[1][3] == "93.7%"
+    assert asr_sap.z[2][0] == pytest.approx(60.0)  # SAP column
+    assert "[46%, 54%]" in asr.customdata[1][3] and "attacks: 50" in asr.customdata[1][3]
 
 
-def test_heatmaps_average_duplicate_cells_and_leave_gaps() -> None:
+def test_rate_heatmaps_share_one_fixed_scale_and_l2_a_documented_one(payoff_table) -> None:
+    """86.5% and 90.9% accuracy must not be drawn as opposite ends of a colour scale: 0-100% in every figure."""
+    narrow = payoff_table.copy()
+    narrow["clean_accuracy"] = 0.865 + (narrow["test_dropout"].fillna(0.5) * 0.088)
+    for fig in figure_accuracy_asr_l2_heatmaps(narrow):
+        layout = fig.layout
+        for axis, metric in ((layout.coloraxis, "clean_accuracy"), (layout.coloraxis2, "asr")):
+            assert (axis.cmin, axis.cmax) == (0, 100) and axis.colorbar.ticksuffix == "%"
+            assert {t.coloraxis for t in _traces(fig, metric)} == {"coloraxis" if metric != "asr" else "coloraxis2"}
+        # L2: 0 to the table's largest mean L2 (1.9) rounded up, the same for every attacker's figure.
+        assert (layout.coloraxis3.cmin, layout.coloraxis3.cmax) == (0, 2.0)
+        assert all(t.zmin is None and t.zmax is None for t in fig.data)  # no per-trace auto-scale
+
+
+def test_nice_ceiling() -> None:
+    assert [nice_ceiling(v) for v in (1.9, 2.0, 2.37, 0.4, 0.41, 13.0, 0.0, math.nan)] == \
+        [2.0, 2.0, 2.5, 0.4, 0.45, 15.0, 1.0, 1.0]
+
+
+def test_missing_cells_are_labelled_not_blank() -> None:
+    payoff = make_payoff_table(train_rates=(0.3, 0.7), attackers=("cw",), sap=False)
+    payoff = payoff.drop(payoff.index[(payoff["train_dropout"] == 0.7) & (payoff["test_dropout"] == 0.9)])
+    payoff.loc[(payoff["train_dropout"] == 0.3) & (payoff["test_dropout"] == 0.5), "l2_mean"] = math.nan
+    fig = figure_accuracy_asr_l2_heatmaps(payoff)[0]
+    (acc,), (asr,), (l2,) = (_traces(fig, m) for m in ("clean_accuracy", "asr", "l2_mean"))
+    assert asr.z[1][5] is None and acc.z[1][5] is None and l2.z[1][5] is None  # a gap ...
+    for trace, metric in ((acc, "clean_accuracy"), (asr, "asr"), (l2, "l2_mean")):
+        (label,) = _traces(fig, f"{metric}: no value")  # ... that says why, in the cell, on the same axes
+        assert (label.mode, label.xaxis, label.yaxis) == ("text", trace.xaxis, trace.yaxis)
+        assert ("0.9", "0.7", "not run") in zip(label.x, label.y, label.text)
+        assert "not run" in label.customdata[list(label.x).index("0.9")]
+    (l2_label,) = _traces(fig, "l2_mean: no value")
+    assert l2.z[0][3] is None  # every attack failed: no L2 to average
+    assert list(zip(l2_label.x, l2_label.y, l2_label.text)) == [("0.5", "0.3", "no success"), ("0.9", "0.7", "not run")]
+    assert asr.texttemplate == "%{text}" and all(t for row in asr.text[:1] for t in row)
+
+
+def test_a_panel_without_any_value_still_shows_its_cells(payoff_table) -> None:
+    """SAP's L2 is undefined when every attack on it failed: plotly would draw nothing for an all-gap heatmap."""
+    payoff = payoff_table.copy()
+    payoff.loc[payoff["defense"] == "sap", "l2_mean"] = math.nan
+    fig = figure_accuracy_asr_l2_heatmaps(payoff)[0]
+    _, sap_l2 = _traces(fig, "l2_mean")
+    (label,) = [t for t in _traces(fig, "l2_mean: no value") if t.xaxis == sap_l2.xaxis]
+    assert list(label.text) == ["no success"] * 3
+    axis = fig.layout[f"xaxis{sap_l2.xaxis[1:]}"]
+    assert list(axis.categoryarray) == ["sap[frac=1]"]
+
+
+def test_defenders_without_a_rate_sit_on_their_own_axis_group(payoff_table) -> None:
+    payoff = payoff_table.copy()
+    extra = payoff[payoff["defense"] == "sap"].copy()
+    extra["defense"], extra["defender"] = "gauss", "gauss[sigma=0.1]"
+    extra["test_dropout"] = 0.3  # a rate that is not a dropout rate must not land on the r' axis either
+    fig = figure_accuracy_asr_l2_heatmaps(pd.concat([payoff, extra], ignore_index=True))[0]
+    rate, other = _traces(fig, "asr")
+    assert all(float(x) >= 0 for x in rate.x)  # only numeric r' values on the r' axis
+    assert list(other.x) == ["gauss[sigma=0.1]", "sap[frac=1]"]
+    assert rate.xaxis != other.xaxis
+    layout = fig.layout
+    rate_axis = layout[f"xaxis{rate.xaxis[1:]}"]
+    other_axis = layout[f"xaxis{other.xaxis[1:]}"]
+    assert rate_axis.title.text == "test dropout r'" and other_axis.title.text == "other defenders"
+    assert rate_axis.domain[1] < other_axis.domain[0]  # side by side, not overlapping
+    assert other.z[1][1] == pytest.approx(60.0)
+
+
+def test_multi_model_defender_labels_lose_their_model_prefix(payoff_table) -> None:
+    payoff = payoff_table.copy()
+    payoff["model_label"] = [f"r={r:g}" for r in payoff["train_dropout"]]
+    payoff["defender"] = [f"{m}/{d}" for m, d in zip(payoff["model_label"], payoff["defender"])]
+    rate, other = _traces(figure_accuracy_asr_l2_heatmaps(payoff)[0], "asr")
+    assert list(other.x) == ["sap[frac=1]"] and len(rate.x) == 6
+
+
+def test_heatmaps_average_duplicate_cells() -> None:
     payoff = make_payoff_table(train_rates=(0.3,), attackers=("cw",), sap=False)
     twin = payoff.copy()
     twin["asr"] = twin["asr"] - 0.2
-    payoff = make_payoff_table(train_rates=(0.3, 0.7), attackers=("cw",), sap=False)
-    payoff = payoff.drop(payoff.index[(payoff["train_dropout"] == 0.7) & (payoff["test_dropout"] == 0.9)])
-    import pandas as pd
     fig = figure_accuracy_asr_l2_heatmaps(pd.concat([payoff, twin]))[0]
-    asr = fig.data[1]
-    assert asr.z[0][1] == pytest.approx(0.9 - 0.1)  # mean of 0.9 and 0.7
-    assert "mean of 2 payoff rows" in asr.text[0][1]
-    assert asr.z[1][5] is None  # the missing cell is a gap
+    (asr,) = _traces(fig, "asr")
+    assert asr.z[0][1] == pytest.approx(100 * (0.9 - 0.1))  # mean of 0.9 and 0.7
+    assert "mean of 2 payoff rows" in asr.customdata[0][1]
 
 
 def test_heatmaps_need_the_schema(payoff_table) -> None:
@@ -96,4 +173,9 @@ def test_statistic_vs_asr_has_a_panel_per_statistic(gradvar_small: GradVarResult
     fig = figure_statistic_vs_asr(rel)
     assert len(fig.data) == len(rel.statistics) * payoff["attacker"].nunique()
     assert all(len(t.x) == 5 for t in fig.data)
+    # ASR in percent, on the same fixed 0-100% range as every other rate.
+    first = fig.data[0]
+    points = rel.points[rel.points["attacker"] == first.name]
+    assert list(first.y) == pytest.approx(list(100 * points["asr"]))
+    assert fig.layout.yaxis.ticksuffix == "%" and fig.layout.yaxis.range[0] < 0 < 100 < fig.layout.yaxis.range[1]
     assert not any(isinstance(v, float) and math.isinf(v) for t in fig.data for v in t.x)

@@ -38,3 +38,31 @@ def test_page_renders_offline_in_chromium(page):
     result = render_in_chromium(page[0], chromium=chromium)
     assert result.plotly_loaded and not result.errors and not result.external_requests
     assert result.plot_count == 4 and result.rendered_count == 4
+
+
+def test_rate_curves_share_one_percent_axis_with_round_ticks(page):
+    """Accuracy and worst-case ASR are both rates: one 0-100% axis, a tick every 10 points (not 26.6...105.4%)."""
+    from analysis.solve_report import figure_rate_curves
+
+    _, report = page
+    fig = figure_rate_curves(report)
+    layout = fig.to_dict()["layout"]
+    assert "yaxis2" not in layout  # no second axis with its own auto-range
+    assert layout["yaxis"]["range"][0] == 0 and 100 <= layout["yaxis"]["range"][1] <= 105
+    assert layout["yaxis"]["dtick"] == 10 and layout["yaxis"]["ticksuffix"] == "%"
+    accuracy = next(t for t in fig.data if t.name.startswith("clean accuracy"))
+    rated = sorted((d for d in report.defenders if d.is_rate), key=lambda d: d.test_dropout)
+    assert list(accuracy.y) == pytest.approx([100 * d.accuracy for d in rated])
+    assert all(0 <= y <= 100 for t in fig.data for y in t.y)
+
+
+def test_strategy_and_robustness_figures_are_in_percent(page):
+    from analysis.solve_report import figure_robustness, figure_strategies
+
+    _, report = page
+    bars = figure_strategies(report)
+    minimax = next(t for t in bars.data if t.name == "minimax")
+    assert list(minimax.y) == pytest.approx([100 * p for p in report.minimax.defender])
+    assert bars.layout.yaxis.ticksuffix == "%" and bars.layout.yaxis.range[1] >= 100
+    robust = figure_robustness(report)
+    assert max(robust.data[0].y) <= 100 and sum(robust.data[0].y) == pytest.approx(100)
