@@ -571,7 +571,8 @@ def reproduce(
     executor: Optional[str] = ExecutorOpt,
     scheduler: Optional[str] = SchedulerOpt,
     worker_threads: int = WorkerThreadsOpt,
-    plotly: str = typer.Option("directory", "--plotly", metavar="inline|directory|cdn", help=_PLOTLY_HELP),
+    plotly: str = typer.Option("directory", "--plotly", metavar="inline|directory|cdn", help=_PLOTLY_HELP,
+                               rich_help_panel=OUTPUT_PANEL),
 ) -> None:
     """The paper end to end: train, payoff sweeps (paper and adaptive attackers), artefacts, games, report."""
     from analysis.html import check_plotly_mode
@@ -1011,7 +1012,7 @@ def gradvar(
                                       help="magnitude (largest undefended |grad f| per image) or random (--seed).",
                                       rich_help_panel=PROTOCOL_PANEL),
     seed: int = SeedOpt,
-    out: Path = typer.Option(Path("gradvar.html"), "--out", metavar="HTML", help="Self-contained HTML page to write.",
+    out: Path = typer.Option(Path("gradvar.html"), "--out", metavar="HTML", help="HTML page to write.",
                              rich_help_panel=OUTPUT_PANEL),
     csv: Optional[Path] = typer.Option(None, "--csv", metavar="CSV", help="Also save the statistics table as CSV.",
                                        rich_help_panel=OUTPUT_PANEL),
