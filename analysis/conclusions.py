@@ -394,7 +394,8 @@ def cited_claim(joint: pd.DataFrame, images: ImageData | None = None) -> list[Fi
                     INCONCLUSIVE: f"inconclusive: our interval neither lies within {margin} of the cited value nor "
                                   "excludes that range."}[verdict]
             out.append(Finding(f"cited-{recipe}-{model[:8]}", verdict,
-                               f"Cited: C&W against {RECIPE_WORDS.get(recipe, recipe)} ({row['model_label']}) succeeds {_paper_pct(value)} "
+                               f"Cited: C&W against {RECIPE_WORDS.get(recipe, recipe)} ({row['model_label']}) "
+                               f"succeeds {_paper_pct(value)} "
                                f"(the paper, from Carlini & Wagner 2017). Ours, the paper's C&W attacker at r' = 0: "
                                f"{_pct(row['asr'])} ({level_text()} interval {_span(row['asr_low'], row['asr_high'])}, "
                                f"{int(row['n_attacks'])} attacks), {l2}: " + said))
