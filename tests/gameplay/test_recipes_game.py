@@ -130,3 +130,38 @@ def test_recipe_labels_from_checkpoints() -> None:
     assert label("distillation", {"teacher_epochs": 2}) == "distill[T=100,te=2] r=0.3"
     assert recipe_tag("adversarial") == "adv" and recipe_tag("standard", {}) == ""
     assert np.isnan(_checkpoint_description({"recipe": "distillation"}, {}).train_dropout)
+
+
+def test_recipe_and_its_parameters_enter_the_cache_key_not_the_label() -> None:
+    """Two descriptions of one set of weights that differ only in recipe parameters name different cells; a label
+    change alone (the short recipe tag) does not touch the key."""
+    from dataclasses import dataclass, replace
+
+    from payoffs.cell import AccuracySpec, CellSpec
+    from payoffs.recipes import resolve_recipe
+    from payoffs.sources import DataSource, ModelDescription
+    from payoffs.strategy import AttackerStrategy, DefenderStrategy
+
+    @dataclass(frozen=True)
+    class Source:
+        identity: str
+        description: ModelDescription
+        default_slot: str | None = "dropout"
+
+        def load(self, device="cpu"):
+            raise AssertionError("not loaded")
+
+    def source(params: dict, label: str = "adv-pgd[eps=0.3] r=0.3") -> Source:
+        tags = (("train_dropout", 0.3), ("recipe", "adversarial"),
+                ("recipe_params", tuple(sorted(resolve_recipe("adversarial", params).items()))))
+        return Source("same-weights", ModelDescription(label, "mnist-5k", tags))
+
+    data = DataSource("mnist-5k")
+
+    def keys(src: Source) -> tuple[str, str]:
+        cell = CellSpec(src, data, AttackerStrategy("cw"), DefenderStrategy.dropout(0.5), 5, 10, 0)
+        return cell.key(), AccuracySpec(src, data, DefenderStrategy.dropout(0.5), 10, 0).key()
+
+    a, b = source({}), source({"steps": 5})
+    assert keys(a)[0] != keys(b)[0] and keys(a)[1] != keys(b)[1]
+    assert keys(a) == keys(replace(a, description=replace(a.description, label="renamed")))
