@@ -76,7 +76,7 @@ def section_rows(joint: pd.DataFrame, test_rates: tuple[float, ...]) -> pd.DataF
         value = cited.get(recipe) if (row["kind"] == "paper" and row["test_dropout"] == 0.0) else None
         ref = reference.get(float(row["train_dropout"]), math.nan)
         out.append({
-            "model": row["model_label"], "recipe": recipe, "attacker": f"{row['kind']}: {row['attacker']}",
+            "model_label": row["model_label"], "recipe": recipe, "attacker": f"{row['kind']}: {row['attacker']}",
             "test_dropout": float(row["test_dropout"]), "clean_accuracy": float(row["clean_accuracy"]),
             "accuracy_cost": ref - float(row["clean_accuracy"]),
             "asr": float(row["asr"]), "asr_low": float(row["asr_low"]), "asr_high": float(row["asr_high"]),

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analysis.formatting import pct, percent_number, pp, pp_interval
+from analysis.formatting import pct, percent_number, pp, pp_interval, sig
 from analysis.paper import (
     COMPARED,
     MNIST_DATASETS,
@@ -385,9 +385,9 @@ def cited_claim(joint: pd.DataFrame, images: ImageData | None = None) -> list[Fi
             row = plain.iloc[0]
             verdict = against_value(float(row["asr_low"]), float(row["asr_high"]), float(value))
             base = _at(_standard_rows(joint, float(row["train_dropout"])), row["attacker"], 0.0)
-            l2 = f"mean L2 {row['l2_mean']:.2f}" if pd.notna(row["l2_mean"]) else "no successful example"
+            l2 = f"mean L2 {sig(row['l2_mean'])}" if pd.notna(row["l2_mean"]) else "no successful example"
             if base is not None and pd.notna(base["l2_mean"]):
-                l2 += f" (the standard model {base['model_label']}: {base['l2_mean']:.2f})"
+                l2 += f" (the standard model {base['model_label']}: {sig(base['l2_mean'])})"
             margin = f"{100 * AGREEMENT_MARGIN:g} pp"
             said = {AGREES: f"agrees with the cited value (our interval lies within {margin} of it).",
                     DISAGREES: f"disagrees with the cited value (our interval lies {margin} or more from it).",

@@ -101,7 +101,7 @@ def test_overlapping_intervals_are_inconclusive_whatever_the_point_estimates() -
     'beats both' here."""
     f = _adaptive_combo(dropout_on_adversarial_training(joint_table(combo_asr=0.78, combo_se=0.10)))
     assert f.verdict == "inconclusive" and "not shown at this sample size" in f.text
-    assert "-2.0 pp" in f.text  # the point estimate is lower, the verdict still is not "agrees"
+    assert "-2.00 pp" in f.text  # the point estimate is lower, the verdict still is not "agrees"
 
 
 def test_combination_that_lets_more_through_than_dropout_alone_disagrees() -> None:
@@ -114,7 +114,7 @@ def test_equal_cost_partner_follows_the_combinations_accuracy() -> None:
     (r' = 0.7: 95.55%), not with a fixed rate."""
     f = _adaptive_combo(dropout_on_adversarial_training(joint_table(adv_accuracy=0.92)))
     assert "at r' = 0.7 (the closest clean accuracy, 95.5%)" in f.text
-    assert "+4.5 pp" in f.text  # dropout alone keeps 4.5 points more clean accuracy, stated with its interval
+    assert "+4.55 pp" in f.text  # dropout alone keeps 4.5 points more clean accuracy, stated with its interval
 
 
 def test_summary_counts_the_combination_apart_from_the_paper_checks() -> None:
