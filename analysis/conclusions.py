@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analysis.formatting import pct, percent_number, pp, pp_interval
+from analysis.formatting import pct, percent_number, pp, pp_interval, sig
 from analysis.paper import (
     COMPARED,
     MNIST_DATASETS,
@@ -349,6 +349,114 @@ def variance_finding(relation_row: pd.Series) -> Finding:
                    f"permutation p = {r['p_value']:.3f}, n = {int(r['n'])}): {said}.")
 
 
+# --------------------------------------------------------------------------- the cited defenses
+def _recipe_rows(joint: pd.DataFrame, recipe: str) -> pd.DataFrame:
+    return joint[(joint["recipe"].astype(str) == recipe) & (joint["attack"] == "cw")
+                 & joint["defense"].isin(["none", "dropout"])]
+
+
+def _standard_rows(joint: pd.DataFrame, r: float) -> pd.DataFrame:
+    from analysis.cited import is_standard
+
+    return joint[np.array([is_standard(x) for x in joint["recipe"]]) & (joint["attack"] == "cw")
+                 & joint["defense"].isin(["none", "dropout"]) & np.isclose(joint["train_dropout"], r)]
+
+
+def _at(rows: pd.DataFrame, attacker: str, r_test: float) -> pd.Series | None:
+    hit = rows[(rows["attacker"] == attacker) & np.isclose(rows["test_dropout"], r_test)]
+    return None if hit.empty else hit.iloc[0]
+
+
+RECIPE_WORDS = {"adversarial": "adversarial training", "distillation": "defensive distillation"}
+
+
+def cited_claim(joint: pd.DataFrame, images: ImageData | None = None) -> list[Finding]:
+    """The paper's cited claim (sections 1, 3.3, 4.2, from Carlini & Wagner 2017): C&W succeeds 100% against
+    distillation and adversarial training. Per recipe model, the paper's C&W attacker at r' = 0 against the cited
+    value (:func:`analysis.verdicts.against_value`), with the L2 it needed beside the standard model's (same r)."""
+    cited = paper_numbers()["cited_defenses"]
+    out = []
+    for recipe, value in cited["asr"].items():
+        rows = _recipe_rows(joint, recipe)
+        for model, group in rows.groupby("model", sort=False):
+            plain = group[np.isclose(group["test_dropout"], 0.0) & ~is_adaptive(group)]
+            if plain.empty:
+                continue
+            row = plain.iloc[0]
+            verdict = against_value(float(row["asr_low"]), float(row["asr_high"]), float(value))
+            base = _at(_standard_rows(joint, float(row["train_dropout"])), row["attacker"], 0.0)
+            l2 = f"mean L2 {sig(row['l2_mean'])}" if pd.notna(row["l2_mean"]) else "no successful example"
+            if base is not None and pd.notna(base["l2_mean"]):
+                l2 += f" (the standard model {base['model_label']}: {sig(base['l2_mean'])})"
+            margin = f"{100 * AGREEMENT_MARGIN:g} pp"
+            said = {AGREES: f"agrees with the cited value (our interval lies within {margin} of it).",
+                    DISAGREES: f"disagrees with the cited value (our interval lies {margin} or more from it).",
+                    INCONCLUSIVE: f"inconclusive: our interval neither lies within {margin} of the cited value nor "
+                                  "excludes that range."}[verdict]
+            out.append(Finding(f"cited-{recipe}-{model[:8]}", verdict,
+                               f"Cited: C&W against {RECIPE_WORDS.get(recipe, recipe)} ({row['model_label']}) "
+                               f"succeeds {_paper_pct(value)} "
+                               f"(the paper, from Carlini & Wagner 2017). Ours, the paper's C&W attacker at r' = 0: "
+                               f"{_pct(row['asr'])} ({level_text()} interval {_span(row['asr_low'], row['asr_high'])}, "
+                               f"{int(row['n_attacks'])} attacks), {l2}: " + said))
+    return out
+
+
+def dropout_on_adversarial_training(joint: pd.DataFrame, images: ImageData | None = None) -> list[Finding]:
+    """Does test-time dropout on top of adversarial training beat either alone at equal accuracy cost?
+
+    Per adversarially trained model, attacker (the paper's C&W attacker, and the designated adaptive one) and
+    test rate r' > 0: the combination's ASR minus (a) the same model at r' = 0 and (b) the standard model of the
+    same r under test-time dropout at the rate whose clean accuracy is closest to the combination's. Each
+    difference's interval against 0 (:func:`analysis.verdicts.against_sign`, the combination predicted lower),
+    the two combined (:func:`analysis.verdicts.combine`): *agrees* = it beats both, *disagrees* = an interval lies
+    at or above 0, *inconclusive* otherwise. The accuracy gap between (b) and the combination is stated with its
+    interval, since a grid of rates rarely gives equal accuracy exactly.
+    """
+    out = []
+    for model, rows in _recipe_rows(joint, "adversarial").groupby("model", sort=False):
+        r = float(rows["train_dropout"].iloc[0])
+        standard = _standard_rows(joint, r)
+        if standard.empty:
+            continue
+        paper = [a for a in dict.fromkeys(rows.loc[~is_adaptive(rows), "attacker"])][:1]
+        adaptive_rows = rows[is_adaptive(rows)].drop_duplicates("attacker")
+        chosen = designated_cell(adaptive_rows) if not adaptive_rows.empty else None
+        attackers = [("the paper's attacker", a) for a in paper]
+        if chosen is not None:
+            attackers.append(("the designated adaptive attacker", chosen["attacker"]))
+        for who, attacker in attackers:
+            for r_test in sorted({float(x) for x in rows["test_dropout"] if x > 0}):
+                combo, alone = _at(rows, attacker, r_test), _at(rows, attacker, 0.0)
+                pool = standard[(standard["attacker"] == attacker) & (standard["test_dropout"] > 0)]
+                if combo is None or alone is None or pool.empty:
+                    continue
+                drop = pool.iloc[(pool["clean_accuracy"] - combo["clean_accuracy"]).abs().argsort().iloc[0]]
+                vs_alone = difference(asr_estimate(combo), asr_estimate(alone), images, level=LEVEL)
+                vs_drop = difference(asr_estimate(combo), asr_estimate(drop), images, level=LEVEL)
+                acc_gap = difference(accuracy_estimate(drop), accuracy_estimate(combo), images, level=LEVEL)
+                parts = [against_sign(vs_alone.low, vs_alone.high, -1), against_sign(vs_drop.low, vs_drop.high, -1)]
+                verdict = combine(parts)
+                beaten = [name for name, v in zip(("adversarial training alone", "dropout alone"), parts)
+                          if v == DISAGREES]
+                said = {AGREES: "yes: the combination lets less through than either alone (both intervals below 0).",
+                        DISAGREES: f"no: the combination does not beat {' or '.join(beaten)} (that interval lies at "
+                                   "or above 0).",
+                        INCONCLUSIVE: "not shown at this sample size: an interval straddles 0."}[verdict]
+                out.append(Finding(
+                    f"combo-{model[:8]}-{'adaptive' if 'adaptive' in who else 'paper'}-{r_test:g}", verdict,
+                    f"Test-time dropout on adversarial training ({combo['model_label']}, r' = {r_test:g}), C&W by "
+                    f"{who} ({attacker}): ASR {_pct(combo['asr'])} at {_pct(combo['clean_accuracy'])} clean accuracy; "
+                    f"adversarial training alone (r' = 0) {_pct(alone['asr'])} at {_pct(alone['clean_accuracy'])}; "
+                    f"dropout alone on {drop['model_label']} at r' = {float(drop['test_dropout']):g} (the closest "
+                    f"clean accuracy, {_pct(drop['clean_accuracy'])}) {_pct(drop['asr'])}. Combination minus "
+                    f"adversarial training alone {_pp(vs_alone.estimate)} {_span(vs_alone.low, vs_alone.high, 'pp')}, "
+                    f"minus dropout alone {_pp(vs_drop.estimate)} {_span(vs_drop.low, vs_drop.high, 'pp')} "
+                    f"({level_text()} intervals, {_how(vs_drop)}); clean accuracy of dropout alone minus the "
+                    f"combination's {_pp(acc_gap.estimate)} {_span(acc_gap.low, acc_gap.high, 'pp')}: " + said))
+    return out
+
+
 def write_conclusions(table: pd.DataFrame, comparison: pd.DataFrame,
                       chosen_rate: dict[float, float] | None = None,
                       variance: Finding | None = None, images: ImageData | None = None) -> list[Finding]:
@@ -369,6 +477,8 @@ def summary_line(findings: list[Finding]) -> str:
     def counts(group: list[Finding]) -> dict[str, int]:
         return {v: sum(f.verdict == v for f in group) for v in (AGREES, DISAGREES, INCONCLUSIVE)}
 
+    combos = [f for f in findings if f.verdict != INFO and f.topic.startswith("combo-")]
+    findings = [f for f in findings if not f.topic.startswith("combo-")]
     paper = [f for f in findings if f.verdict != INFO and not f.topic.startswith("adaptive-")]
     adaptive = [f for f in findings if f.verdict != INFO and f.topic.startswith("adaptive-")]
     c = counts(paper)
@@ -381,4 +491,8 @@ def summary_line(findings: list[Finding]) -> str:
                  f"settings, does not survive in {a[DISAGREES]} and {_n(a[INCONCLUSIVE], 'is', 'are')} inconclusive "
                  f"(a rise of "
                  f"{100 * ADAPTIVE_RISE_MARGIN:g} pp or more counts).")
+    if combos:
+        c = counts(combos)
+        text += (f" Test-time dropout on top of adversarial training beats both alone in {c[AGREES]} of {len(combos)} "
+                 f"settings, does not in {c[DISAGREES]} and {_n(c[INCONCLUSIVE], 'is', 'are')} inconclusive.")
     return text

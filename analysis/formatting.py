@@ -67,14 +67,16 @@ HEADERS: dict[str, str] = {
     "statistic": "statistic", "n": "strategies", "rho": "Spearman ρ", "interval": "interval method",
     "p_value": "permutation p", "rho_dropout_only": "Spearman ρ, dropout only", "expected": "predicted sign",
     "sap_draws": "SAP draws", "accuracy": "clean accuracy", "test_accuracy": "test accuracy",
+    # the cited defenses (analysis.cited.section_rows)
+    "accuracy_cost": "accuracy cost", "cited": "cited ASR",
     **STAT_LABELS,
 }
 """Column name -> header text, for every column a human-facing table shows (one place)."""
 
 RATE_COLUMNS = frozenset({"asr", "asr_majority", "asr_believed", "clean_accuracy", "reference_accuracy",
-                          "accuracy", "test_accuracy", "zero_frac", "epsilon", "asr_std_error"})
+                          "accuracy", "test_accuracy", "zero_frac", "epsilon", "asr_std_error", "cited"})
 """Columns holding a rate (a fraction in [0, 1]): shown as percentages."""
-POINTS_COLUMNS = frozenset({"difference"})
+POINTS_COLUMNS = frozenset({"difference", "accuracy_cost"})
 """Columns holding a difference of two rates: shown in percentage points."""
 COUNT_COLUMNS = frozenset({"n", "n_images", "n_attacks", "n_samples", "forwards", "backwards", "eot",
                            "sap_draws"})

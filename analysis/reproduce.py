@@ -7,6 +7,10 @@ Stages (each cached, so a rerun or a resumed run is cheap):
    (EOT, the ``expected`` success test, kappa > 0) against r' in the profile's grid and SAP;
 3. the paper's artefacts beside ours (Tables 2-6, the headline, Figures 3-5);
 4. Algorithm 1 and the game's answers, against the paper's attacker and with EOT in the attacker's space;
+4c. the audit of the defenders the decision rests on;
+4d. the cited defenses (adversarial training, distillation) trained at the headline's r and attacked by the same
+    C&W attackers, with and without test-time dropout, in one joint table with the standard model
+    (:mod:`analysis.cited`);
 5. conclusions written from the numbers.
 """
 from __future__ import annotations
@@ -22,6 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from analysis.cited import CitedSettings, params_digest, section_rows
 from analysis.paper import paper_numbers
 from analysis.report import write_report
 from gameplay.algorithm1 import algorithm1_table
@@ -35,7 +40,7 @@ from payoffs.executor import Executor
 from payoffs.io import atomic_write_text
 from payoffs.strategy import AttackerStrategy, DefenderStrategy
 from payoffs.table import TABLE_COLUMNS, build_payoff_table, load_model_refs
-from payoffs.training import TrainConfig, train
+from payoffs.training import TrainConfig, checkpoint_meta, train
 
 Log = Callable[[str], None]
 PAPER = paper_numbers()
@@ -76,6 +81,7 @@ class Profile:
     description: str = ""
     audit: AuditSettings | None = None  # sizes of the audit of the decision's defenders (None: no audit)
     audit_note: str = ""
+    cited: CitedSettings | None = None  # the cited defenses' models and test rates (None: no such section)
 
 
 PROFILES: dict[str, Profile] = {
@@ -89,7 +95,12 @@ PROFILES: dict[str, Profile] = {
         audit=AuditSettings(n_images=10, eval_samples=10, eot_max=8, probe_images=50, checks=(1, 2, 3, 4, 7)),
         audit_note="kept small to fit the 10-minute budget: 10 images x 1 target, M = 10, EOT up to k = 8, and "
                    "checks 1-4 and 7 only (5 and 6 cost most); with 10 images \"about 100%\" and 5-point margins "
-                   "cannot be shown, so several checks are inconclusive by design"),
+                   "cannot be shown, so several checks are inconclusive by design",
+        cited=CitedSettings(
+            adversarial=(("steps", 5), ("step_size", 0.1), ("clean_weight", 0.5)), epochs=5, test_rates=(0.0, 0.5),
+            note="small recipe settings to fit the 10-minute budget: PGD adversarial training at eps = 0.3 with 5 "
+                 "steps of 0.1 (not 40 of 0.01) and half clean, half adversarial loss (not adversarial only), "
+                 "5 epochs; distillation at T = 100, teacher and student 5 epochs each; r' = 0 and 0.5 only")),
     "paper": Profile(
         name="paper", train_rates=(0.0, 0.1, 0.3, 0.5, 0.7, 0.9), epochs=20,
         test_rates=(0.0, 0.1, 0.3, 0.5, 0.7, 0.9),
@@ -98,14 +109,21 @@ PROFILES: dict[str, Profile] = {
         description="the paper's protocol: 100 images x 9 targets per cell, C&W 10 x 100, M = 20, every "
                     "training rate for C&W (Figure 3), r = 0.3 and 0.7 for FGSM and JSMA",
         audit=AuditSettings(n_images=100, eval_samples=20, eot_max=32),
-        audit_note="every check, 100 images x 1 target, M = 20, EOT up to k = 32"),
+        audit_note="every check, 100 images x 1 target, M = 20, EOT up to k = 32",
+        cited=CitedSettings(
+            test_rates=(0.0, 0.3, 0.5),
+            note="the documented defaults: PGD adversarial training at eps = 0.3, 40 steps of 0.01, random start, "
+                 "adversarial loss only (Madry et al. 2018); distillation at T = 100 (as Carlini & Wagner "
+                 "evaluated it); the profile's 20 epochs (the teacher's too)")),
     "smoke": Profile(
         name="smoke", train_rates=(0.3,), epochs=3, test_rates=(0.0, 0.5), sweeps=(Sweep((0.3,), ("cw", "fgsm")),),
         n_images=1, eval_samples=3, cw_search_steps=2, cw_iterations=10, adaptive_eot=2, adaptive_kappa=5.0,
         gradvar_images=1, gradvar_samples=5,
         description="a seconds-long run of every stage for tests; its numbers mean nothing",
         audit=AuditSettings(n_images=1, eval_samples=2, eot_max=2, probe_images=2, checks=(1, 4)),
-        audit_note="1 image, checks 1 and 4: a smoke test"),
+        audit_note="1 image, checks 1 and 4: a smoke test",
+        cited=CitedSettings(adversarial=(("steps", 2), ("step_size", 0.2)), epochs=2, test_rates=(0.0, 0.5),
+                            note="2 epochs, PGD with 2 steps of 0.2: a smoke test")),
 }
 
 
@@ -188,6 +206,43 @@ def train_models(profile: Profile, dataset: str, out_dir: Path, data_dir: Path |
             log(f"model r={r:g}: trained, test accuracy {result.test_accuracy:.4f} "
                 f"({result.seconds_per_epoch:.1f} s/epoch)")
         paths[r] = path
+    return paths
+
+
+def recipe_model_path(out_dir: Path, dataset: str, r: float, config: TrainConfig) -> Path:
+    """Where a recipe model of the cited-defenses stage lives (its recipe parameters hashed into the name)."""
+    digest = params_digest(config.recipe, config.resolved_recipe_params())
+    return out_dir / "models" / f"{dataset}-r{r:g}-{config.recipe}-{digest}-e{config.epochs}-s{config.seed}.pt"
+
+
+def recipe_configs(profile: Profile, seed: int) -> list[TrainConfig]:
+    """The cited defenses' training configurations: each recipe at the headline's r (Table 6's model)."""
+    settings = profile.cited
+    if settings is None:
+        return []
+    r = float(PAPER["headline"]["train_dropout"])
+    return [TrainConfig(train_dropout=r, epochs=settings.epochs or profile.epochs, seed=seed, recipe=recipe,
+                        recipe_params=given) for recipe, given in settings.recipes()]
+
+
+def train_recipe_models(profile: Profile, dataset: str, out_dir: Path, data_dir: Path | None,
+                        device: torch.device, seed: int, log: Log) -> list[Path]:
+    """Stage 4d's models: one checkpoint per cited recipe, reused when already there."""
+    paths, data = [], None
+    for config in recipe_configs(profile, seed):
+        path = recipe_model_path(out_dir, dataset, config.train_dropout, config)
+        if path.is_file():
+            load_checkpoint(path)
+            log(f"model {config.recipe} r={config.train_dropout:g}: reusing {path}")
+        else:
+            data = data or load_dataset(dataset, data_dir)
+            result = train(data, config, device)
+            save_checkpoint(path, result.model, {
+                **checkpoint_meta(dataset, config, result),
+                "data_dir": str(Path(data_dir).resolve()) if data_dir else None})
+            log(f"model {result.recipe_label} r={config.train_dropout:g}: trained, test accuracy "
+                f"{result.test_accuracy:.4f} ({result.seconds_per_epoch:.1f} s/epoch)")
+        paths.append(path)
     return paths
 
 
@@ -533,9 +588,16 @@ def run_study(profile: Profile, dataset: str, out_dir: Path, *, data_dir: Path |
     t0 = now()
     audit = audit_stage(profile, models, answers, out_dir, data_dir, device, seed, log, plotly)
     seconds["audit"] = now() - t0
+    t0 = now()
+    cited = cited_stage(profile, models, table, out_dir, data_dir, device, seed, log, jobs, on_done, batch_size,
+                        executor, on_plan=on_plan)
+    if cited is not None:
+        seconds["cited defenses"] = now() - t0
     findings = write_conclusions(table, comparison, algorithm1_rates(alg1), variance, images)
+    findings += cited.findings if cited is not None else []
     blocks = build_report_blocks(result, comparison, findings, answers, grad, relation, alg1, images)
     blocks = with_audit_blocks(blocks, audit, profile)
+    blocks = with_cited_blocks(blocks, cited, profile)
     html_path, md_path = write_report(out_dir, f"defdrop reproduce: {dataset}, profile {profile.name}", blocks,
                                       plotly=plotly, log=log)
     write_json(out_dir / "run.json", {**settings_json(result), "seed": seed,
@@ -607,3 +669,115 @@ def variance_of_paper_attacker(relation, table: pd.DataFrame):
     paper = set(table.loc[~is_adaptive(table) & (table["attack"] == "cw"), "attacker"])
     var = rows[(rows["statistic"] == "var_all") & rows["attacker"].isin(paper)]
     return None if var.empty else variance_finding(var.iloc[0])
+
+
+@dataclass
+class CitedResult:
+    """Stage 4d's outputs: the joint table (standard and recipe models, C&W), the section's rows, the findings,
+    the joint game's solve report, the recipe models' metadata and where the table was written."""
+
+    joint: pd.DataFrame
+    rows: pd.DataFrame
+    findings: list
+    report: object | None
+    models: list[dict]
+    csv: Path
+
+
+def cited_stage(profile: Profile, models: dict[float, Path], table: pd.DataFrame, out_dir: Path,
+                data_dir: Path | None, device: torch.device, seed: int, log: Log, jobs: int = 1, on_done=None,
+                batch_size: int = 900, executor: Executor | None = None, *, on_plan=None) -> CitedResult | None:
+    """Stage 4d: the cited defenses (adversarial training, distillation) at the headline's r, attacked by the
+    study's C&W attackers (paper and adaptive) at the settings' r', put beside the standard model of that r in one
+    joint table ``tables/cited.csv`` (with its per-image sidecar; ``defdrop solve`` reads it); the section's rows,
+    the findings of :func:`analysis.conclusions.cited_claim` and
+    :func:`analysis.conclusions.dropout_on_adversarial_training`, and the game over the joint space."""
+    from analysis.conclusions import cited_claim, dropout_on_adversarial_training
+    from gameplay.solve import solve_table
+    from payoffs.table import PerImage, write_per_image
+
+    settings = profile.cited
+    r = float(PAPER["headline"]["train_dropout"])
+    if settings is None or r not in models:
+        return None
+    dataset = str(table["dataset"].iloc[0])
+    paths = train_recipe_models(profile, dataset, out_dir, data_dir, device, seed, log)
+    refs = load_model_refs(paths)
+    attackers = [paper_attacker("cw", profile), adaptive_attacker("cw", profile)]
+    log(f"cited defenses: {', '.join(m.description.label for m in refs)} x C&W x r' = "
+        f"{', '.join(f'{x:g}' for x in settings.test_rates)}")
+    cells = build_payoff_table(refs, attackers, [DefenderStrategy.dropout(x) for x in settings.test_rates],
+                               n_images=profile.n_images, eval_samples=profile.eval_samples, seed=seed,
+                               cache_dir=out_dir / "cache", jobs=jobs, device=str(device), on_done=on_done,
+                               on_plan=on_plan, batch_size=batch_size, executor=executor)
+    ids = {a.id for a in attackers}
+    standard = table[(table["attack"] == "cw") & np.isclose(table["train_dropout"], r)
+                     & table["attacker"].isin(ids) & table["recipe"].fillna("standard").isin(["standard", ""])]
+    joint = pd.concat([standard, cells], ignore_index=True)[TABLE_COLUMNS]
+    joint.attrs["per_image"] = PerImage.merge([table.attrs.get("per_image"), cells.attrs.get("per_image")])
+    joint = prefix_defenders(joint)
+    path = out_dir / "tables" / "cited.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_per_image(joint, path)
+    write_csv(path, joint)
+    images = payoff_images(path)
+    findings = cited_claim(joint, images) + dropout_on_adversarial_training(joint, images)
+    report = None
+    if joint["defender"].nunique() > 1 and joint["attacker"].nunique() > 1:
+        report = solve_table(payoff_table_from_frame(joint, str(path), images),
+                             max_accuracy_drop=profile.max_accuracy_drop, solver="all", robustness_samples=200,
+                             seed=seed)
+    meta = []
+    for ref, p in zip(refs, paths):
+        _, m = load_checkpoint(p)
+        meta.append({"label": ref.description.label, "recipe": m.get("recipe"), "recipe_params": m.get("recipe_params"),
+                     "test_accuracy": m.get("test_accuracy"), "epochs": m.get("epochs"),
+                     "seconds_per_epoch": m.get("seconds_per_epoch"), "path": str(p)})
+    return CitedResult(joint, section_rows(joint, settings.test_rates), findings, report, meta, path)
+
+
+def cited_blocks(cited: CitedResult, profile: Profile) -> list:
+    """The report's section on the cited defenses."""
+    from analysis.conclusions import _pct as pct
+    from analysis.solve_text import headline
+    from analysis.verdicts import AGREEMENT_MARGIN, level_text
+
+    numbers = PAPER["cited_defenses"]
+    settings = profile.cited
+    models = "; ".join(f"{m['label']}: {pct(m['test_accuracy'])} test accuracy, {m['epochs']} epochs "
+                       f"({m['seconds_per_epoch']:.1f} s/epoch)" for m in cited.models)
+    blocks: list = [
+        "## The cited defenses, measured: adversarial training and defensive distillation\n\n"
+        f"The paper does not measure these defenses; it cites them as \"totally vulnerable\" to C&W (100% success; "
+        f"{numbers['where']}). Source: {numbers['source']}. {numbers['note']}\n\n"
+        f"Here each is trained at r = {PAPER['headline']['train_dropout']:g} on the study's data and attacked by the "
+        f"same C&W attackers as Table 6's model (the paper's and the adaptive one; N = {profile.n_images} images x 9 "
+        f"targets, M = {profile.eval_samples}), at r' = {', '.join(f'{x:g}' for x in settings.test_rates)}. "
+        f"Training: {settings.note}. Models: {models}.\n\n"
+        f"`accuracy_cost`: the standard model's undefended clean accuracy minus the row's; `cited`: the paper's "
+        f"value, judged for the paper's attacker at r' = 0 (`verdict`: agrees when our {level_text()} interval lies "
+        f"within {100 * AGREEMENT_MARGIN:g} pp of it). The joint table (standard and recipe models, every r') is "
+        f"`{cited.csv.relative_to(cited.csv.parent.parent)}`.",
+        cited.rows,
+    ]
+    if cited.findings:
+        blocks.append("\n".join(f"- {f.text}" for f in cited.findings))
+    if cited.report is not None:
+        rec = cited.report.recommendation
+        removed = cited.report.removed
+        blocks.append(
+            f"**Over the joint space** ({len(cited.report.defenders)} defender strategies (recipe, r) x r', the C&W "
+            f"attackers; a recipe's accuracy cost counted from the standard model's undefended accuracy, epsilon = "
+            f"{profile.max_accuracy_drop:g}): {headline(rec)} (worst-case ASR {_fmt_pct(rec.worst_case_asr)} against "
+            f"`{rec.worst_attacker}`)"
+            + (f"; outside the accuracy limit: {', '.join(f'`{x}`' for x in removed)}." if removed else "."))
+    return blocks
+
+
+def with_cited_blocks(blocks: list, cited: CitedResult | None, profile: Profile) -> list:
+    """The cited defenses' section before the full payoff table."""
+    if cited is None:
+        return blocks
+    at = next((i for i, b in enumerate(blocks) if isinstance(b, str) and b.startswith("## The payoff table")),
+              len(blocks))
+    return blocks[:at] + cited_blocks(cited, profile) + blocks[at:]

@@ -303,7 +303,10 @@ def solve_markdown(r: SolveReport) -> str:
     for ref in r.references:
         weights = f" (weights {ref.model[:12]})" if ref.model[:12] != ref.model_name else ""
         out.append(f"Reference (undefended) accuracy of model {ref.model_name}{weights}: "
-                   f"{_pct(ref.accuracy)}, from the {ref.source}.")
+                   f"{_pct(ref.accuracy)}, from the {ref.source}"
+                   + (f"; trained by the {ref.recipe} recipe, its accuracy drops in the game are measured from the "
+                      f"standard model {ref.baseline_name}'s {_pct(ref.baseline_accuracy)}, so the recipe's own "
+                      "accuracy cost counts." if ref.baseline_model else "."))
     out += ["", "## Recommendation", "", f"**{headline(rec)}** ({rec.solver}); worst-case expected ASR "
             f"{_pct(rec.worst_case_asr)} ({rec.worst_attacker}).", ""]
     out.append(f"- Best single strategy: {rec.fixed} (worst attacker {rec.fixed_worst_attacker}, ASR "

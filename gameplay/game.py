@@ -65,7 +65,8 @@ class Game:
                           mu: float = 0.0, lam: float = 0.0) -> "Game":
         """The game of a payoff table: U_a = ASR - mu x (L2 paid per attack), U_d = -ASR - lambda drop
         (``gameplay.utility``), keeping only defender strategies within the accuracy limit: a drop below
-        ``max_accuracy_drop``, the undefended rows always (``gameplay.rules``; None: all)."""
+        ``max_accuracy_drop``, the undefended rows always (``gameplay.rules``; None: all; a recipe model's drops are
+        measured from the standard model of its r, ``gameplay.table``)."""
         if isinstance(table, pd.DataFrame):
             table = payoff_table_from_frame(table)
         require_game(table)

@@ -17,7 +17,9 @@ Accuracy limit. The paper's Algorithm 1 keeps walking while ``a > a_max - epsilo
 drop "<1%": a defender is within the limit when its accuracy drop ``a_max - a`` is *below* epsilon, strictly. A
 drop that equals epsilon up to float rounding (:data:`ACCURACY_TOLERANCE`) is not below it. A model's undefended
 rows (``none``, or dropout with r' = 0) are always within: they are Algorithm 1's starting point (line 2), where
-nothing is measured.
+nothing is measured. A model trained by another recipe (adversarial training, distillation) whose table also holds
+the standard model of its r is measured from that model's undefended accuracy, and its own r' = 0 row is then a
+defense like any other (:mod:`gameplay.table`).
 
 Default accuracy budget. Where the user gives no epsilon, :data:`DEFAULT_MAX_ACCURACY_DROP` applies: the paper's
 "< 1% test accuracy drop" (section 4.2, Tables 4-6). A recommendation is never made without an accuracy limit

@@ -9,6 +9,13 @@ from) is the clean accuracy of its ``none`` row (or a ``dropout`` row with r' = 
 the highest clean accuracy among its rows, and the report says which. :func:`reference_accuracies` is the one
 place this is computed (Algorithm 1, the game, the robustness draws and ``defdrop reproduce`` all read it).
 
+Models trained by another recipe (the optional ``recipe`` column: ``adversarial``, ``distillation``; empty or
+missing = ``standard``) are defenses themselves: the defender's strategy is (recipe, r) x test-time defense. Where
+the table also holds a standard model with the same training rate r, such a model's accuracy *drops* (the game's
+accuracy limit and lambda) are measured from that standard model's undefended accuracy, so the accuracy a recipe
+costs counts like the accuracy test-time dropout costs, and its r' = 0 row is a defended row, not a free one.
+Algorithm 1 still walks each model's own grid from the model's own undefended accuracy (the paper's procedure).
+
 A model is named by its ``model_label`` (``r=0.3``, or the label of the user's own model) where the table has that
 column, else by its training dropout rate r, else by its hash (:func:`payoffs.labels.model_name`); ``train_dropout``
 is empty (NaN) for a model without a training rate (a user model), and a rate in [0, 1) otherwise.
@@ -72,6 +79,8 @@ class DefenderInfo:
     accuracy_drop: float
     accuracy_key: str | None = None
     model_label: str = ""
+    recipe: str = "standard"
+    baseline: str | None = None  # the standard model whose undefended accuracy ``accuracy_drop`` is measured from
 
     @property
     def model_name(self) -> str:
@@ -80,7 +89,14 @@ class DefenderInfo:
 
     @property
     def undefended(self) -> bool:
+        """The model's own undefended row (``none``, or dropout at r' = 0)."""
         return is_undefended(self.defense, self.test_dropout)
+
+    @property
+    def always_within(self) -> bool:
+        """Within every accuracy limit: an undefended row whose drop is measured from its own model (Algorithm 1's
+        start). A recipe model's r' = 0 row measured from a standard model is not: the recipe is the defense."""
+        return self.undefended and self.baseline is None
 
     @property
     def is_rate(self) -> bool:
@@ -119,11 +135,20 @@ class Reference:
     accuracy: float
     source: str  # "undefended row <label>" or "max clean accuracy (no undefended row)"
     model_label: str = ""
+    recipe: str = "standard"
+    baseline_model: str | None = None  # a recipe model's standard sibling (same r), whose accuracy drops count from
+    baseline_accuracy: float = math.nan
+    baseline_name: str = ""
 
     @property
     def model_name(self) -> str:
         """How reports name the model (its label, else ``r=...``, else its hash)."""
         return model_name(self.model_label, self.model, self.train_dropout)
+
+    @property
+    def drop_reference(self) -> float:
+        """The accuracy this model's drops are measured from: its standard sibling's, else its own."""
+        return self.accuracy if self.baseline_model is None else self.baseline_accuracy
 
 
 @dataclass(frozen=True, eq=False)
@@ -184,13 +209,35 @@ class PayoffTable:
         """The same table with other ASRs and accuracies (a resample); references and drops recomputed."""
         defenders = tuple(replace(d, accuracy=float(a)) for d, a in zip(self.defenders, accuracy))
         references = reference_accuracies(defenders)
-        ref = {r.model: r.accuracy for r in references}
-        defenders = tuple(replace(d, accuracy_drop=ref[d.model] - d.accuracy) for d in defenders)
+        ref = {r.model: r for r in references}
+        defenders = tuple(replace(d, accuracy_drop=ref[d.model].drop_reference - d.accuracy,
+                                  baseline=ref[d.model].baseline_model) for d in defenders)
         return replace(self, defenders=defenders, asr=np.asarray(asr, dtype=float), references=references)
 
 
+def is_standard(recipe: str) -> bool:
+    return recipe in ("", "standard")
+
+
 def reference_accuracies(defenders: tuple[DefenderInfo, ...]) -> tuple[Reference, ...]:
-    """Each model's a_test^max: the mean clean accuracy of its undefended rows, else its highest clean accuracy."""
+    """Each model's a_test^max: the mean clean accuracy of its undefended rows, else its highest clean accuracy;
+    and, for a model of another recipe, the standard model with the same r it is measured against (the best
+    undefended accuracy among several; none where the table has no such model)."""
+    own = _own_references(defenders)
+    standard = [r for r in own if is_standard(r.recipe) and math.isfinite(r.train_dropout)]
+    out = []
+    for ref in own:
+        siblings = [s for s in standard if not is_standard(ref.recipe) and math.isfinite(ref.train_dropout)
+                    and abs(s.train_dropout - ref.train_dropout) < 1e-9]
+        if siblings:
+            base = max(siblings, key=lambda s: s.accuracy)
+            ref = replace(ref, baseline_model=base.model, baseline_accuracy=base.accuracy,
+                          baseline_name=base.model_name)
+        out.append(ref)
+    return tuple(out)
+
+
+def _own_references(defenders: tuple[DefenderInfo, ...]) -> list[Reference]:
     out = []
     for model in dict.fromkeys(d.model for d in defenders):
         rows = [d for d in defenders if d.model == model]
@@ -201,8 +248,8 @@ def reference_accuracies(defenders: tuple[DefenderInfo, ...]) -> tuple[Reference
         else:
             best = max(rows, key=lambda d: d.accuracy)
             acc, source = best.accuracy, f"max clean accuracy, at {best.label} (no undefended row)"
-        out.append(Reference(model, rows[0].train_dropout, acc, source, rows[0].model_label))
-    return tuple(out)
+        out.append(Reference(model, rows[0].train_dropout, acc, source, rows[0].model_label, rows[0].recipe))
+    return out
 
 
 def _fail(source: str, message: str) -> DefdropError:
@@ -334,9 +381,13 @@ def _validate(df: pd.DataFrame, source: str) -> pd.DataFrame:
         i = int(np.flatnonzero(bad)[0])
         raise _fail(source, f"train_dropout {df.at[i, 'train_dropout']:g} on {_where(df, i)} is not a rate in "
                             "[0, 1) (leave it empty for a model trained without one)")
-    if "model_label" in df:
-        df["model_label"] = ["" if (isinstance(v, float) and math.isnan(v)) else str(v).strip()
-                             for v in df["model_label"]]
+    for col in ("model_label", "recipe"):
+        if col in df:
+            df[col] = ["" if (isinstance(v, float) and math.isnan(v)) else str(v).strip() for v in df[col]]
+    recipes = df.groupby("model")["recipe"].nunique() if "recipe" in df else pd.Series(dtype=int)
+    if (recipes > 1).any():
+        model = str(recipes.index[recipes > 1][0])
+        raise _fail(source, f"model {model[:12]} has {int(recipes.max())} different recipes; a model is trained once")
     bad = ~df["defense"].isin(DEFENSES)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
@@ -564,6 +615,7 @@ def payoff_table_from_frame(df: pd.DataFrame, source: str = "<table>", images: I
                                     "clean accuracy is one measurement")
             acc_keys[label] = next(iter(distinct))
     model_labels = _model_labels(df)
+    recipes = dict(zip(df["model"], df["recipe"])) if "recipe" in df else {}
     defenders = []
     for _, r in first.iterrows():
         label = r["_row"]
@@ -574,7 +626,8 @@ def payoff_table_from_frame(df: pd.DataFrame, source: str = "<table>", images: I
                                       accuracy_low=float(acc.at[label, "clean_accuracy_low"]),
                                       accuracy_high=float(acc.at[label, "clean_accuracy_high"]),
                                       accuracy_drop=math.nan, accuracy_key=acc_keys.get(label),
-                                      model_label=model_labels[r["model"]]))
+                                      model_label=model_labels[r["model"]],
+                                      recipe=recipes.get(r["model"]) or "standard"))
     first_att = df.drop_duplicates("attacker").set_index("attacker")
     kappa = first_att["kappa"] if "kappa" in df else pd.Series(0.0, index=first_att.index)
     attackers = tuple(AttackerInfo(label=a, attack=first_att.at[a, "attack"], eot=int(first_att.at[a, "eot"]),

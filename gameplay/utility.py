@@ -4,7 +4,8 @@ Attacker:  U_a[i, j] = ASR[i, j] - mu * L2paid[i, j]     (perceptible perturbati
 Defender:  U_d[i, j] = -ASR[i, j] - lambda * drop_i       (drop_i = reference accuracy - accuracy of row i)
 
 or, with the paper's accuracy constraint, only the rows within the limit enter (:mod:`gameplay.rules`: a drop
-below epsilon, the undefended rows always).
+below epsilon, the undefended rows always; ``drop_i`` of a model trained by another recipe is measured from the
+standard model of its r when the table has one, :mod:`gameplay.table`).
 
 ``L2paid`` is the distortion the attacker actually pays per attack, on average over *all* its attacks: the table's
 ``l2_all_mean`` (mean L2 of every example the attack returned: a failed C&W attack returns x unchanged and pays 0,
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gameplay.rules import is_undefended, within_accuracy_limit
+from gameplay.rules import within_accuracy_limit
 from gameplay.table import PayoffTable
 from payoffs.errors import DefdropError
 
@@ -65,7 +66,7 @@ def feasible_rows(table: PayoffTable, max_accuracy_drop: float | None) -> np.nda
     """Indices of the defender strategies within the accuracy limit (:mod:`gameplay.rules`)."""
     if max_accuracy_drop is None:
         return np.arange(len(table.defenders))
-    plain = np.array([is_undefended(d.defense, d.test_dropout) for d in table.defenders])
+    plain = np.array([d.always_within for d in table.defenders])
     return np.flatnonzero(plain | within_accuracy_limit(table.accuracy_drop, max_accuracy_drop))
 
 

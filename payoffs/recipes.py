@@ -110,6 +110,23 @@ def recipe_label(recipe: str, resolved: Mapping[str, Any], epochs: int | None = 
     return entry.strategy_id(resolved)
 
 
+def recipe_tag(recipe: str, resolved: Mapping[str, Any] | None = None, epochs: int | None = None) -> str:
+    """A recipe as model labels show it, short: ``""`` for standard, ``adv-pgd[eps=0.3]``, ``adv-fgsm[eps=0.3]``,
+    ``distill[T=100]`` (the parameters :func:`recipe_label` shows, the method moved into the name). Without
+    ``resolved`` (an old checkpoint that did not record them), the short name alone."""
+    if recipe in ("", "standard"):
+        return ""
+    short = {"adversarial": "adv", "distillation": "distill"}.get(recipe, recipe)
+    if resolved is None or recipe not in RECIPES:
+        return short
+    shown = recipe_label(recipe, resolved, epochs).partition("[")[2].rstrip("]")
+    parts = [p for p in shown.split(",") if p]
+    if recipe == "adversarial":
+        short = f"adv-{resolved.get('method', 'pgd')}"
+        parts = [p for p in parts if not p.startswith("method=")]
+    return short + (f"[{','.join(parts)}]" if parts else "")
+
+
 def parse_recipe_params(pairs: list[str] | tuple[str, ...]) -> dict[str, str]:
     """``["eps=0.1", "steps=7"]`` (the CLI's repeated ``--recipe-param``) -> ``{"eps": "0.1", "steps": "7"}``."""
     out: dict[str, str] = {}

@@ -77,8 +77,11 @@ class PortableSource(Protocol):
 
 def _checkpoint_description(meta: dict, config: dict) -> ModelDescription:
     r = meta.get("train_dropout", config.get("train_dropout"))
-    recipe = meta.get("recipe", "standard")
-    label = ("" if recipe in (None, "standard") else f"{recipe} ") + (f"r={float(r):g}" if r is not None else "model")
+    from payoffs.recipes import recipe_tag
+
+    recipe = meta.get("recipe") or "standard"
+    tag = recipe_tag(recipe, meta.get("recipe_params"), meta.get("epochs"))
+    label = (f"{tag} " if tag else "") + (f"r={float(r):g}" if r is not None else "model")
     tags: list[tuple[str, Any]] = [("train_dropout", None if r is None else float(r)), ("recipe", recipe or "standard")]
     for key in ("recipe_params", "epochs", "seed", "test_accuracy", "dropout_layer"):
         if meta.get(key) is not None:

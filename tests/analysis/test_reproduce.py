@@ -19,21 +19,32 @@ from tests.browser import chromium_or_skip, render_in_chromium
 
 
 @pytest.fixture(scope="module")
-def smoke_run(small_checkpoint, tmp_path_factory) -> Path:
+def smoke_run(small_checkpoint, adversarial_small, distilled_small, tmp_path_factory) -> Path:
+    from analysis.reproduce import recipe_configs, recipe_model_path
+    from payoffs.checkpoint import save_checkpoint
+    from payoffs.training import checkpoint_meta
+
     out = tmp_path_factory.mktemp("reproduce")
     models = out / "models"
     models.mkdir()
     p = PROFILES["smoke"]
-    # The session's small model is exactly what the smoke profile would train (mnist-5k, r = 0.3, 3 epochs, seed 0).
+    # The session's small model is exactly what the smoke profile would train (mnist-5k, r = 0.3, 3 epochs, seed 0),
+    # and so are its PGD-trained and distilled models (the cited defenses' stage).
     shutil.copy(small_checkpoint, models / f"mnist-5k-r0.3-e{p.epochs}-s0.pt")
+    for config, trained in zip(recipe_configs(p, 0), (adversarial_small, distilled_small)):
+        assert (trained.recipe, trained.recipe_params, trained.epochs) == (
+            config.recipe, config.resolved_recipe_params(), config.epochs)
+        save_checkpoint(recipe_model_path(out, "mnist-5k", config.train_dropout, config), trained.model,
+                        checkpoint_meta("mnist-5k", config, trained))
     result = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["reproduce", "--profile", "smoke", "--out", str(out),
                                                             "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert "report.html" in result.output
-    # Not a terminal: one log line per finished job (3 clean accuracies + 1 model x 3 defenders x 4 attackers),
-    # each kind counted on its own.
+    # Not a terminal: one log line per finished job (3 clean accuracies + 1 model x 3 defenders x 4 attackers), then
+    # the cited defenses' (2 models x 2 rates: 4 clean accuracies and 8 C&W cells), each kind counted on its own.
     lines = [line for line in result.output.splitlines() if line.startswith("[")]
-    assert len(lines) == 15 and lines[2].startswith("[3/3] clean-accuracy cell") and lines[-1].startswith("[12/12] ")
+    assert len(lines) == 27 and lines[2].startswith("[3/3] clean-accuracy cell") and lines[14].startswith("[12/12] ")
+    assert lines[18].startswith("[4/4] clean-accuracy cell") and lines[-1].startswith("[8/8] attack cell")
     assert "to run: 12 attack cells, 3 clean-accuracy cells" in result.output
     assert any(line.startswith("[") and " cell cw" in line and "vs dropout" in line and "ASR" in line
                for line in lines), lines
@@ -211,3 +222,26 @@ def test_report_pages_share_one_plotly_js_and_md_shows_pictures(smoke_run: Path)
         assert all((smoke_run / link).is_file() for link in links)
     else:
         assert md.count(f"(no PNG: {why})") == figures
+
+
+def test_cited_defenses_section(smoke_run: Path) -> None:
+    """The cited defenses' stage: both recipe models beside the standard one in tables/cited.csv, the section in
+    the report with the cited 100% beside our r' = 0 rows, and its findings among the conclusions."""
+    joint = pd.read_csv(smoke_run / "tables" / "cited.csv")
+    assert set(joint["recipe"]) == {"standard", "adversarial", "distillation"}
+    recipes = joint[joint["recipe"] != "standard"]
+    assert len(recipes) == 2 * 2 * 2 and set(recipes["test_dropout"]) == {0.0, 0.5}
+    assert {"adv-pgd[eps=0.3,a=0.2,n=2] r=0.3/none", "distill[T=100] r=0.3/dropout[r'=0.5]"} <= set(joint["defender"])
+    assert (smoke_run / "tables" / "cited.images.npz").is_file()
+    md = (smoke_run / "report.md").read_text()
+    section = md[md.index("## The cited defenses, measured"):md.index("## The payoff table")]
+    assert "totally vulnerable" in section and "arXiv:1608.04644" in section and "a smoke test" in section
+    assert "Over the joint space" in section
+    conclusions = md[md.index("## Conclusions"):]
+    assert "Cited: C&W against adversarial training (adv-pgd[eps=0.3,a=0.2,n=2] r=0.3) succeeds 100%" in conclusions
+    assert "Test-time dropout on adversarial training" in conclusions
+    import json
+
+    findings = json.loads((smoke_run / "run.json").read_text())["findings"]
+    cited = [f for f in findings if f["topic"].startswith(("cited-", "combo-"))]
+    assert len(cited) == 2 + 2 and all(f["verdict"] in ("agrees", "disagrees", "inconclusive") for f in cited)
