@@ -39,6 +39,7 @@ demo: $(STAMP) system-deps
 	$(VENV)/bin/defdrop demo --out $(DEMO_OUT) --jobs 2
 
 test: $(STAMP) system-deps
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
 # Benchmarks (not part of make test): each prints measured figures and ratios.

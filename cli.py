@@ -1025,8 +1025,15 @@ def gradvar(
 ) -> None:
     """Gradient variance under each defender (paper section 3.3, Figure 4): write the page, print the statistics."""
     from analysis.formatting import text_table
-    from analysis.gradvar import (build_defenders, paper_checks, read_payoff_frame, read_payoff_images, run_gradvar,
-                                  select_inputs, summary_table)
+    from analysis.gradvar import (
+        build_defenders,
+        paper_checks,
+        read_payoff_frame,
+        read_payoff_images,
+        run_gradvar,
+        select_inputs,
+        summary_table,
+    )
     from analysis.gradvar_page import write_gradvar_html
     from analysis.html import check_plotly_mode
     from payoffs.io import atomic_write_text, check_outputs

@@ -144,7 +144,7 @@ def sample_gradients(model: nn.Module, x: torch.Tensor, target: torch.Tensor, sa
         keys = None if seed is None else noise.row_keys(seed, torch.arange(i, i + len(xb), device=device),
                                                         noise.GRADIENTS)
         grads = sample_input_gradients(model, xb, k, keys,
-                                       lambda logits: cw_f(logits, tb.repeat(k), kappa))  # (k, B, ...)
+                                       lambda logits, tb=tb: cw_f(logits, tb.repeat(k), kappa))  # (k, B, ...)
         out[i:i + len(xb)] = grads.transpose(0, 1).detach().cpu().expand(len(xb), samples, *x.shape[1:])
     return out
 
@@ -374,7 +374,7 @@ def run_gradvar(model: nn.Module, x: torch.Tensor, target: torch.Tensor, defende
     train_dropout = declared_train_dropout(undefended(model))
     model_id = _model_id(model)
     summary: list[dict] = []
-    for k, (label, defense) in enumerate(defenders):
+    for label, defense in defenders:
         kind, rate = describe_defense(defense)
         sub = per_image[per_image["defender"] == label]
         draws = getattr(defense, "draws", None) if kind == "sap" else None

@@ -14,6 +14,7 @@ from analysis.verdicts import level_text
 from gameplay.images import ImageData
 from payoffs.errors import DefdropError
 
+
 def write_gradvar_html(result: GradVarResult, path: str | Path, payoff_df: pd.DataFrame | None = None,
                        image: int = 0, title: str = "Gradient variance of defensive dropout vs SAP",
                        images: ImageData | None = None, *, plotly: str = "inline", png: bool = False,

@@ -440,13 +440,11 @@ def algorithm1_rates(alg1: pd.DataFrame) -> dict[float, float]:
 def build_report_blocks(result: StudyResult, comparison: pd.DataFrame, findings, answers: list[dict], gradvar,
                         relation, alg1: pd.DataFrame, images: ImageData | None = None) -> list:
     from analysis.conclusions import summary_line
-    from analysis.solve_text import headline, reasons
-    from analysis.figures import (figure_accuracy_asr_l2_heatmaps, figure_gradient_densities,
-                                  figure_statistics_vs_rate)
+    from analysis.figures import figure_accuracy_asr_l2_heatmaps, figure_gradient_densities, figure_statistics_vs_rate
     from analysis.formatting import pct
     from analysis.paper import is_adaptive, paper_numbers, paper_tables_section
     from analysis.solve_report import figure_payoff_heatmap
-
+    from analysis.solve_text import headline, reasons
     from analysis.verdicts import level_text
 
     p = result.profile

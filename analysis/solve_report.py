@@ -17,8 +17,18 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from analysis.html import write_page
-from analysis.solve_text import (budget_text, defender_rows, headline, interval, note_text, number, pct, reasons,
-                                 regret_text, signed_points, utility)
+from analysis.solve_text import (
+    budget_text,
+    defender_rows,
+    headline,
+    interval,
+    note_text,
+    pct,
+    reasons,
+    regret_text,
+    signed_points,
+    utility,
+)
 from gameplay.solve import SolveReport
 from payoffs.errors import DefdropError
 
@@ -189,7 +199,8 @@ def report_blocks(report: SolveReport) -> list:
     p = report.params
     eps = p["max_accuracy_drop"]
     blocks: list = [
-        f"Input `{report.source}`{_picked(p)}: {len(report.defenders)} defender x {len(report.attackers)} attacker strategies; "
+        f"Input `{report.source}`{_picked(p)}: {len(report.defenders)} defender x {len(report.attackers)} "
+        "attacker strategies; "
         f"game of {len(report.game_rows)} x {len(report.attackers)}, **{report.kind}** (mu = {p['mu']:g}, "
         f"lambda = {p['lam']:g}), "
         + f"{budget_text(rec)}" + (f" (epsilon = {eps:g})." if eps is not None else "."),

@@ -361,7 +361,8 @@ def solve_markdown(r: SolveReport) -> str:
         for j, best in enumerate(br.defender[:MAX_LIST]):
             i = best[0]
             att_best = br.attacker[i][0]
-            rows.append([r.attacker_labels[j], ", ".join(labels[k] for k in best[:3]) + (" ..." if len(best) > 3 else ""),
+            shown = ", ".join(labels[k] for k in best[:3]) + (" ..." if len(best) > 3 else "")
+            rows.append([r.attacker_labels[j], shown,
                          _pct(asr[r.game_rows[i], j]), r.attacker_labels[att_best]])
         out.append(_md_table(["attacker", "defender's best response", "ASR there",
                               "attacker's best response to that"], rows))
@@ -390,7 +391,8 @@ def solve_markdown(r: SolveReport) -> str:
         out += ["", "## Nash equilibria", "",
                 f"- {len(nr.equilibria)} equilibri{'um' if len(nr.equilibria) == 1 else 'a'} by {nr.method} "
                 f"({'complete enumeration' if nr.complete else f'{len(nr.labels)} dropped labels'}), each passing "
-                f"the regret check (tolerance {number(nr.eps, 9)}); {nr.rejected} candidate(s) failed it; {nr.seconds:.2f} s"]
+                f"the regret check (tolerance {number(nr.eps, 9)}); {nr.rejected} candidate(s) failed it; "
+                f"{nr.seconds:.2f} s"]
         if nr.degenerate:
             out.append("- the game is **degenerate**: " + "; ".join(nr.degeneracy)
                        + ". Equilibria may form continua; the list shows points of them.")

@@ -1,9 +1,9 @@
 """Measure ``defdrop reproduce --profile paper``: wall time per dataset, stage by stage and cell by cell.
 
 Runs the real command (one process per dataset, side by side or one after the other) under a deadline. At the
-deadline each run gets SIGTERM (handled like Ctrl-C), which keeps every finished cell, so a cut-off run still yields measured
-cell times; the summary then gives the measured part and, separately and labelled as such, an extrapolation
-of the rest from the measured mean time of each attacker strategy::
+deadline each run gets SIGTERM (handled like Ctrl-C), which keeps every finished cell, so a cut-off run still
+yields measured cell times; the summary then gives the measured part and, separately and labelled as such, an
+extrapolation of the rest from the measured mean time of each attacker strategy::
 
     python bench/paper_profile.py --datasets mnist-5k,fashion-mnist --deadline 3600 --out runs/paper-time
 
@@ -27,8 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from analysis.reproduce import (PROFILES, adaptive_attacker, defenders, machine_description,  # noqa: E402
-                                paper_attacker)
+from analysis.reproduce import PROFILES, adaptive_attacker, defenders, machine_description, paper_attacker  # noqa: E402
 from payoffs.checkpoint import load_checkpoint  # noqa: E402
 
 

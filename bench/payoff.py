@@ -50,8 +50,10 @@ def main() -> None:
     print(f"cell {row['attacker']} vs {row['defender']}: {int(row['n_attacks'])} attacks, M={args.eval_samples}")
     print(f"  cell seconds (attack + evaluation): {row['seconds']:.1f}")
     print(f"  total incl. clean accuracy on the test split: {total:.1f} s")
-    print(f"  asr {row['asr']:.4f} [{row['asr_low']:.4f}, {row['asr_high']:.4f}], believed {row['asr_believed']:.4f}, "
-          f"majority {row['asr_majority']:.4f}, l2_mean {row['l2_mean']:.3f}, clean accuracy {row['clean_accuracy']:.4f}")
+    print(f"  asr {row['asr']:.4f} [{row['asr_low']:.4f}, {row['asr_high']:.4f}], "
+          f"believed {row['asr_believed']:.4f}, "
+          f"majority {row['asr_majority']:.4f}, l2_mean {row['l2_mean']:.3f}, "
+          f"clean accuracy {row['clean_accuracy']:.4f}")
     print(f"  target: < 600 s per cell -> {'met' if row['seconds'] < 600 else 'NOT met'}")
 
 

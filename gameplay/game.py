@@ -51,8 +51,10 @@ class Game:
             raise DefdropError("payoff matrices must be finite (no NaN or infinity)")
         self.A, self.B = A, B
         m, n = A.shape
-        self.defender_labels = tuple(defender_labels) if defender_labels is not None else tuple(f"d{i}" for i in range(m))
-        self.attacker_labels = tuple(attacker_labels) if attacker_labels is not None else tuple(f"a{j}" for j in range(n))
+        self.defender_labels = (tuple(defender_labels) if defender_labels is not None
+                                else tuple(f"d{i}" for i in range(m)))
+        self.attacker_labels = (tuple(attacker_labels) if attacker_labels is not None
+                                else tuple(f"a{j}" for j in range(n)))
         if len(self.defender_labels) != m or len(self.attacker_labels) != n:
             raise DefdropError(f"{len(self.defender_labels)} defender and {len(self.attacker_labels)} attacker "
                                f"labels for a {m} x {n} game")

@@ -144,11 +144,11 @@ def support_enumeration(A: np.ndarray, B: np.ndarray, tol: float = 1e-10
     """Candidate profiles (x, y, support of x, support of y) from every pair of supports; not yet verified."""
     m, n = A.shape
     col_supports = [s for s in powerset(n) if s]
-    for I in (s for s in powerset(m) if s):
-        rows = list(I)
+    for row_support in (s for s in powerset(m) if s):
+        rows = list(row_support)
         for J in col_supports:
             cols = list(J)
-            y_j = _indifferent(A[np.ix_(rows, cols)], tol)  # y makes the defender indifferent over I
+            y_j = _indifferent(A[np.ix_(rows, cols)], tol)  # y makes the defender indifferent over the row support
             if y_j is None:
                 continue
             x_i = _indifferent(B[np.ix_(rows, cols)].T, tol)  # x makes the attacker indifferent over J
@@ -158,7 +158,7 @@ def support_enumeration(A: np.ndarray, B: np.ndarray, tol: float = 1e-10
             y = np.zeros(n)
             x[rows] = x_i
             y[cols] = y_j
-            yield x, y, I, J
+            yield x, y, row_support, J
 
 
 def _degeneracy(A: np.ndarray, B: np.ndarray, eqs: list[Equilibrium], complete: bool, eps: float) -> list[str]:

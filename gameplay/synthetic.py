@@ -67,13 +67,15 @@ def synthetic_payoff_table(n_defenders: int = 8, n_attackers: int = 6, *, seed: 
         prefix = f"r={r:g}/" if len(models) > 1 else ""
         base_acc = 0.992 - 0.01 * abs(r - 0.5)
         defenders = ([("none", "none", 0.0)] if undefended else []) + \
-            [(f"dropout[r'={q:g}]", "dropout", float(q)) for q in rates] + ([("sap[frac=1]", "sap", np.nan)] if sap else [])
+            [(f"dropout[r'={q:g}]", "dropout", float(q)) for q in rates] + \
+            ([("sap[frac=1]", "sap", np.nan)] if sap else [])
         for d_id, defense, q in defenders:
             eff = 0.15 if defense == "sap" else q
             acc = float(np.clip(base_acc - 0.08 * eff ** 3 - 0.01 * eff + rng.normal(0, 0.001), 0, 1))
             acc_se = np.sqrt(acc * (1 - acc) / (10000 * n_samples))
             for a, t in zip(attackers, tuned):
-                strength = {"cw": 0.98, "pgd": 0.9, "fgsm": 0.6}[a["attack"]] * (1 - 0.002 * (a["kappa"] if a["attack"] == "cw" else 0))
+                kappa = a["kappa"] if a["attack"] == "cw" else 0
+                strength = {"cw": 0.98, "pgd": 0.9, "fgsm": 0.6}[a["attack"]] * (1 - 0.002 * kappa)
                 slope = 6.0 / (1 + np.log2(a["eot"])) ** 1.5 * (0.7 if a["success_test"] == "expected" else 1.0)
                 adaptive = a["eot"] > 1 or a["success_test"] == "expected"
                 bump = 0.35 * np.exp(-((eff - t) / 0.12) ** 2) if adaptive else 0.0

@@ -463,7 +463,8 @@ def _defender_labels(df: pd.DataFrame) -> dict[tuple[str, str], str]:
 # --------------------------------------------------------------------------- games in one table
 SPACES = {"paper": "the paper's attackers only (not adaptive, gameplay.rules)",
           "eot": "every attacker, the adaptive ones (EOT, the expected test, kappa > 0) included"}
-"""The attacker spaces of a game, named as ``defdrop reproduce`` names its ``tables/game-r<r>-<attacks>-<space>.csv``."""
+"""The attacker spaces of a game, named as ``defdrop reproduce`` names its
+``tables/game-r<r>-<attacks>-<space>.csv``."""
 
 
 def _model_names(df: pd.DataFrame) -> list[str]:

@@ -53,7 +53,8 @@ def main() -> None:
     if chromium is None:
         sys.exit("chromium not found")
     with tempfile.TemporaryDirectory() as tmp:
-        page = write_page(Path(tmp) / "fig.html", "defdrop reproduce (quick, mnist-5k): C&W against test-time dropout, r = 0.3", [asr_figure(table)])
+        title = "defdrop reproduce (quick, mnist-5k): C&W against test-time dropout, r = 0.3"
+        page = write_page(Path(tmp) / "fig.html", title, [asr_figure(table)])
         out.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run([chromium, *FLAGS, f"--user-data-dir={tmp}/profile", "--window-size=1200,560",
                         f"--screenshot={out.resolve()}", page.resolve().as_uri()], check=True,

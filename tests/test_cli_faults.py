@@ -148,7 +148,8 @@ def test_gradvar_on_a_full_disk_keeps_the_statistics(tmp_path: Path, small_check
         csv = fs / "stats.csv"
         csv.write_text("old good table\n")
         result = runner.invoke(app, ["gradvar", "--model", str(small_checkpoint), "--test-dropout", "0.1,0.5",
-                                     "--grad-samples", "3", "--dims", "2", "--n-images", "2", "--out", str(fs / "g.html"),
+                                     "--grad-samples", "3", "--dims", "2", "--n-images", "2",
+                                     "--out", str(fs / "g.html"),
                                      "--csv", str(csv), "--device", "cpu"])
         _one_line_error(result, f"cannot write {fs / 'g.html'}: No space left on device")
         assert len(pd.read_csv(csv)) == 2

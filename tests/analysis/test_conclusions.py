@@ -8,11 +8,19 @@ import numpy as np
 import pandas as pd
 
 import analysis.conclusions as conclusions
-from analysis.conclusions import (adaptive_effect, believed_vs_measured, headline, sap_vs_dropout, summary_line,
-                                  table_agreement, trend, write_conclusions)
+from analysis.conclusions import (
+    adaptive_effect,
+    believed_vs_measured,
+    headline,
+    sap_vs_dropout,
+    summary_line,
+    table_agreement,
+    trend,
+    write_conclusions,
+)
 from analysis.paper import compare_with_paper, is_adaptive, paper_numbers
 from analysis.verdicts import ADAPTIVE_RISE_MARGIN, AGREES, DISAGREES, INCONCLUSIVE
-from gameplay.images import ImageData, difference, Estimate
+from gameplay.images import Estimate, ImageData, difference
 from gameplay.table import payoff_table_from_frame
 
 

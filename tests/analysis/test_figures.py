@@ -7,8 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.figures import (figure_accuracy_asr_l2_heatmaps, figure_gradient_densities, figure_statistic_vs_asr,
-                              figure_statistics_vs_rate, nice_ceiling)
+from analysis.figures import (
+    figure_accuracy_asr_l2_heatmaps,
+    figure_gradient_densities,
+    figure_statistic_vs_asr,
+    figure_statistics_vs_rate,
+    nice_ceiling,
+)
 from analysis.gradvar import GradVarResult, variance_asr_relation
 from payoffs.errors import DefdropError
 from tests.analysis.conftest import make_payoff_table

@@ -7,8 +7,17 @@ import pytest
 import torch
 from torch import nn
 
-from analysis.gradvar import (STATISTICS, GradVarResult, build_defenders, describe_defense, paper_checks,
-                              run_gradvar, sample_gradients, select_inputs, summary_table)
+from analysis.gradvar import (
+    STATISTICS,
+    GradVarResult,
+    build_defenders,
+    describe_defense,
+    paper_checks,
+    run_gradvar,
+    sample_gradients,
+    select_inputs,
+    summary_table,
+)
 from payoffs.attacks.objectives import cw_f
 from payoffs.defenses import SAP, TestTimeDropout
 from payoffs.errors import DefdropError

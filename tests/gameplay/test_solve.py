@@ -7,8 +7,8 @@ import math
 import pandas as pd
 import pytest
 
-from gameplay.game import Game
 from analysis.solve_text import reasons, report_json_text, solve_markdown
+from gameplay.game import Game
 from gameplay.solve import solve_payoff_csv
 from gameplay.synthetic import COLUMNS
 from gameplay.table import read_payoff_csv

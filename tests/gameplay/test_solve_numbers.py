@@ -10,7 +10,7 @@ import pytest
 from analysis.solve_report import write_solve_report_html
 from analysis.solve_text import defender_rows, interval, number, pct, regret_text, signed_points, solve_markdown
 from gameplay.solve import solve_payoff_csv
-from tests.gameplay.test_solve import ATTACKERS, ASR, DEFENDERS, hand_table
+from tests.gameplay.test_solve import ASR, ATTACKERS, DEFENDERS, hand_table
 
 SCIENTIFIC = re.compile(r"\d[eE][+-]?\d")
 RAW = re.compile(r"\b(None|True|False|nan|NaN)\b")
@@ -20,7 +20,8 @@ def test_number_formats():
     assert pct(0.914) == "91.4%" and pct(None) == "-"
     assert number(1.11e-16) == "0" and number(-1.11e-16) == "0" and number(-0.4) == "-0.4" and number(100) == "100"
     assert number(1.5e-7, 9) == "0.00000015"
-    assert regret_text(1.11e-16) == "0" and regret_text(3e-6) == "< 0.01 points" and regret_text(0.0025) == "0.25 points"
+    assert regret_text(1.11e-16) == "0" and regret_text(3e-6) == "< 0.01 points"
+    assert regret_text(0.0025) == "0.25 points"
     assert signed_points(0.005) == "+0.5 pt" and signed_points(-0.376) == "-37.6 pt" and signed_points(0.0) == "0 pt"
     assert interval(0.88, 0.931) == "[88.0%, 93.1%]" and interval(float("nan"), float("nan")) == "unknown"
 

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gameplay.algorithm1 import algorithm1_table
 from analysis.solve_text import solve_markdown
+from gameplay.algorithm1 import algorithm1_table
 from gameplay.solve import solve_payoff_csv
 from gameplay.synthetic import synthetic_payoff_table
 from gameplay.table import payoff_table_from_frame

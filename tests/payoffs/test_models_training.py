@@ -32,7 +32,7 @@ def test_dropout_layer_is_configurable() -> None:
     for layer in ("fc1", "fc2"):
         model = PaperCNN("mnist", 0.5, layer)
         calls: list[int] = []
-        model.dropout.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[1]))
+        model.dropout.register_forward_hook(lambda m, i, o, calls=calls: calls.append(i[0].shape[1]))
         model.train()(x)
         assert calls == [200]
     with pytest.raises(DefdropError):
