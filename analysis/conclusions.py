@@ -343,6 +343,10 @@ def variance_finding(relation_row: pd.Series) -> Finding:
     said = {AGREES: "larger variance goes with lower ASR, as the paper's explanation predicts",
             DISAGREES: "larger variance goes with higher ASR, against the paper's explanation",
             INCONCLUSIVE: "no relation is shown"}.get(r["verdict"], str(r["verdict"]))
+    if r["verdict"] == INCONCLUSIVE and (r["rho_low"] > 0 or r["rho_high"] < 0):
+        # The interval over images excludes 0, but the strategies are few: the permutation test decides.
+        said = (f"the interval over images excludes 0, but with {int(r['n'])} strategies the permutation test does "
+                f"not reject rho = 0 at the {level_text()} level, so no relation is shown")
     return Finding("variance", r["verdict"] if r["verdict"] in (AGREES, DISAGREES, INCONCLUSIVE) else INFO,
                    f"Across defender strategies, gradient variance and ASR have Spearman rho = {r['rho']:.2f} "
                    f"({level_text()} interval {r['rho_low']:.2f} to {r['rho_high']:.2f}, {r['interval']}; "

@@ -211,3 +211,16 @@ def test_summary_counts_verdicts() -> None:
     line = summary_line(findings)
     assert "does not survive in 1" in line and "agree" in line
     assert all(f.verdict in (AGREES, DISAGREES, INCONCLUSIVE, "info") for f in findings)
+
+
+def test_variance_finding_says_why_an_interval_excluding_zero_is_not_a_relation() -> None:
+    """The interval over images is image noise only; with few strategies the permutation test decides, and the
+    sentence must not read as if the interval had shown nothing."""
+    from analysis.conclusions import variance_finding
+
+    row = pd.Series({"n": 6, "rho": -0.31, "rho_low": -0.89, "rho_high": -0.23, "p_value": 0.564,
+                     "interval": "bootstrap over images", "verdict": INCONCLUSIVE})
+    text = variance_finding(row).text
+    assert "excludes 0" in text and "permutation test does not reject" in text
+    wide = variance_finding(row.copy().replace({-0.23: 0.4})).text
+    assert "excludes 0" not in wide and "no relation is shown" in wide
