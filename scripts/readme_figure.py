@@ -24,24 +24,26 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 
 
 def asr_figure(table: pd.DataFrame):
-    """ASR and clean accuracy against r' per attacker kind, with 95% intervals, for the C&W model."""
+    """ASR and clean accuracy (percent, fixed 0-100% axes) against r' per attacker kind, with 95% intervals, for the
+    C&W model."""
     cw = table[(table["attack"] == "cw") & (table["defense"] != "sap")].sort_values("test_dropout")
     fig = make_subplots(rows=1, cols=2, subplot_titles=("C&W attack success rate", "clean accuracy"))
     for adaptive, name, color in ((False, "paper's attacker (1 sample, single)", "#1f77b4"),
                                   (True, "adaptive (EOT, expected, kappa > 0)", "#d62728")):
         rows = cw[is_adaptive(cw) == adaptive]
-        fig.add_scatter(x=rows["test_dropout"], y=rows["asr"], name=name, mode="lines+markers", line_color=color,
-                        error_y=dict(type="data", symmetric=False, array=rows["asr_high"] - rows["asr"],
-                                     arrayminus=rows["asr"] - rows["asr_low"]), row=1, col=1)
+        fig.add_scatter(x=rows["test_dropout"], y=100 * rows["asr"], name=name, mode="lines+markers", line_color=color,
+                        error_y=dict(type="data", symmetric=False, array=100 * (rows["asr_high"] - rows["asr"]),
+                                     arrayminus=100 * (rows["asr"] - rows["asr_low"])), row=1, col=1)
     acc = cw[~is_adaptive(cw)]
-    fig.add_scatter(x=acc["test_dropout"], y=acc["clean_accuracy"], name="clean accuracy", mode="lines+markers",
+    fig.add_scatter(x=acc["test_dropout"], y=100 * acc["clean_accuracy"], name="clean accuracy", mode="lines+markers",
                     line_color="#2ca02c", row=1, col=2)
     sap = table[(table["attack"] == "cw") & (table["defense"] == "sap") & ~is_adaptive(table)]
     if not sap.empty:
-        fig.add_hline(y=float(sap["asr"].iloc[0]), line_dash="dash", annotation_text="SAP (paper's attacker)",
+        fig.add_hline(y=100 * float(sap["asr"].iloc[0]), line_dash="dash", annotation_text="SAP (paper's attacker)",
                       row=1, col=1)
     fig.update_xaxes(title_text="test dropout rate r'")
-    fig.update_yaxes(range=[0, 1.05], row=1, col=1)
+    fig.update_yaxes(title_text="ASR (%), 95% interval over images", range=[0, 105], dtick=10, row=1, col=1)
+    fig.update_yaxes(title_text="clean accuracy (%)", range=[0, 105], dtick=10, row=1, col=2)
     fig.update_layout(width=1150, height=430, margin=dict(t=60, l=50, r=20, b=50), legend=dict(orientation="h", y=-0.2))
     return fig
 
