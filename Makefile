@@ -38,9 +38,10 @@ system-deps:
 demo: $(STAMP) system-deps
 	$(VENV)/bin/defdrop demo --out $(DEMO_OUT) --jobs 2
 
+# Lint, then the suite over one pytest worker per core (at most 4), one torch thread each (no oversubscription).
 test: $(STAMP) system-deps
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n auto --maxprocesses 4
 
 # Benchmarks (not part of make test): each prints measured figures and ratios.
 bench: $(STAMP) system-deps
