@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import signal
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -489,6 +491,62 @@ def _attack_opt(flag: str, many: bool):
                         rich_help_panel=ATTACK_PARAMS_PANEL)
 
 
+@dataclass(frozen=True)
+class AttackParams:
+    """The attack parameters a command was given: declared name -> its values as typed (one strategy each), and
+    which names came through ``--param`` (so a refusal names the option the user typed)."""
+
+    values: dict[str, list[str]]
+    from_param: frozenset[str]
+
+
+NO_ATTACK_PARAMS = AttackParams({}, frozenset())
+"""The default of a command's ``attack_params``: ``attack_param_options`` replaces it by the options given."""
+
+
+def attack_param_options(many: bool) -> Callable[[Callable], Callable]:
+    """Give a command one option per ``ATTACK_FLAGS`` entry and ``--param NAME=V``, built from the attack
+    registry's declarations, in place of its ``attack_params: AttackParams`` parameter (``many``: comma lists, one
+    strategy per value). A new attack parameter is a registry entry, and an ``ATTACK_FLAGS`` entry for its own
+    option; no command lists it."""
+    options = [inspect.Parameter(flag.replace("-", "_"), inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                 default=_attack_opt(flag, many), annotation=Optional[str]) for flag in ATTACK_FLAGS]
+    options.append(inspect.Parameter(
+        "param", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Optional[list[str]],
+        default=typer.Option(None, "--param", metavar="NAME=V1,V2,..." if many else "NAME=VALUE",
+                             help="Any declared attack parameter (repeatable), e.g. --param abort_early=false.",
+                             rich_help_panel=ATTACK_PARAMS_PANEL)))
+
+    def decorate(fn: Callable) -> Callable:
+        signature = inspect.signature(fn)
+        parameters = []
+        for p in signature.parameters.values():
+            parameters.extend(options if p.name == "attack_params" else [p])
+        if len(parameters) == len(signature.parameters):
+            raise TypeError(f"{fn.__name__} has no attack_params parameter")
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            values: dict[str, list[str]] = {}
+            for flag, name in ATTACK_FLAGS.items():
+                text = kwargs.pop(flag.replace("-", "_"))
+                if text is not None:
+                    values[name] = _split(text)
+            items = kwargs.pop("param") or []
+            for item in items:
+                name, value = _name_value(item, "--param")
+                values.setdefault(name, []).extend(_split(value))
+            kwargs["attack_params"] = AttackParams(values, frozenset(_name_value(i, "--param")[0] for i in items))
+            return fn(*args, **kwargs)
+
+        wrapper.__signature__ = signature.replace(parameters=parameters)
+        wrapper.__annotations__ = {**{k: v for k, v in fn.__annotations__.items() if k != "attack_params"},
+                                   **{p.name: p.annotation for p in options}}
+        return wrapper
+
+    return decorate
+
+
 @app.command(epilog=examples(
     "defdrop accuracy --model model.pt --test-dropout 0,0.3,0.5 --sap --eval-samples 20",
     "defdrop accuracy --model-factory mynets:build --weights net.pt --data test.npz --defense-at relu2"))
@@ -650,10 +708,11 @@ def _given(ctx: typer.Context, *names: str) -> list[str]:
     return given
 
 
-def _check_applies(attacks: list[str], params: dict, from_param: set[str] = frozenset()) -> None:
-    """Every attack parameter given applies to at least one chosen attack, named as the user typed it
-    (``from_param``: the names given with ``--param``)."""
+def _check_applies(attacks: list[str], given: AttackParams) -> None:
+    """Every attack parameter given applies to at least one chosen attack, named as the user typed it."""
     from payoffs.registry import ATTACKS
+
+    params, from_param = given.values, given.from_param
 
     flag_of = {name: f"--{flag}" for flag, name in ATTACK_FLAGS.items()}
     if not attacks or any(a not in ATTACKS for a in attacks):
@@ -775,6 +834,7 @@ class CellCounts:
     "defdrop payoff --model-factory mynets:build --weights net.pt --data test.npz --defense-at relu2 --attack cw",
     "(rerun the same command to resume: finished cells come from --cache-dir)"))
 @user_errors
+@attack_param_options(many=True)
 def payoff(
     ctx: typer.Context,
     model: Optional[list[Path]] = typer.Option(None, "--model", metavar="CHECKPOINT",
@@ -800,18 +860,7 @@ def payoff(
                                               help="Both strategy spaces from a TOML file, instead of the attacker "
                                                    "and defender options (which it refuses beside it).",
                                               rich_help_panel=ATTACKER_PANEL),
-    kappa: Optional[str] = _attack_opt("kappa", True),
-    c: Optional[str] = _attack_opt("c", True),
-    search_steps: Optional[str] = _attack_opt("search-steps", True),
-    iterations: Optional[str] = _attack_opt("iterations", True),
-    learning_rate: Optional[str] = _attack_opt("learning-rate", True),
-    eps: Optional[str] = _attack_opt("eps", True),
-    steps: Optional[str] = _attack_opt("steps", True),
-    theta: Optional[str] = _attack_opt("theta", True),
-    gamma: Optional[str] = _attack_opt("gamma", True),
-    param: Optional[list[str]] = typer.Option(None, "--param", metavar="NAME=V1,V2,...",
-                                              help="Any declared attack parameter (repeatable), e.g. --param "
-                                                   "abort_early=false.", rich_help_panel=ATTACK_PARAMS_PANEL),
+    attack_params: AttackParams = NO_ATTACK_PARAMS,
     test_dropout: str = typer.Option("0,0.1,0.3,0.5,0.7,0.9", "--test-dropout", metavar="R1,R2,...",
                                      help=TestDropoutHelp, rich_help_panel=DEFENDER_PANEL),
     sap: bool = SapOpt,
@@ -865,14 +914,8 @@ def payoff(
                                f"{strategies})")
         attackers, defenders = spaces_from_toml(strategies)
     else:
-        flags = {"kappa": kappa, "initial_c": c, "search_steps": search_steps, "iterations": iterations,
-                 "learning_rate": learning_rate, "eps": eps, "steps": steps, "theta": theta, "gamma": gamma}
-        params = {name: _split(text) for name, text in flags.items() if text is not None}
-        for item in param or []:
-            name, value = _name_value(item, "--param")
-            params.setdefault(name, []).extend(_split(value))
-        _check_applies(_split(attack), params, {_name_value(item, "--param")[0] for item in param or []})
-        attackers = attacker_space(_split(attack), params, _split(eot), _split(success_test), text=True)
+        _check_applies(_split(attack), attack_params)
+        attackers = attacker_space(_split(attack), attack_params.values, _split(eot), _split(success_test), text=True)
         defenders = defender_space(parse_floats(test_dropout, "--test-dropout", low=0.0, high=1.0), sap,
                                    parse_ints(sap_draws, "--sap-draws", low=1) if sap_draws else [])
     dev = _cell_device(device, executor, scheduler)
@@ -1091,6 +1134,7 @@ def gradvar(
     "--n-images 40 --eval-samples 20 --eot-max 32 --out audit.html",
     "defdrop audit --model model.pt --attack pgd --eps 0.3 --checks 3,4,7 --json"))
 @user_errors
+@attack_param_options(many=False)
 def audit(
     model: Optional[Path] = CheckpointOpt,
     model_factory: Optional[str] = FactoryOpt,
@@ -1108,18 +1152,7 @@ def audit(
                                      help="How the attacker judges success while searching: single (the sampled "
                                           "sub-network, the paper) or expected (the mean of the EOT samples).",
                                      rich_help_panel=ATTACKER_PANEL),
-    kappa: Optional[str] = _attack_opt("kappa", False),
-    c: Optional[str] = _attack_opt("c", False),
-    search_steps: Optional[str] = _attack_opt("search-steps", False),
-    iterations: Optional[str] = _attack_opt("iterations", False),
-    learning_rate: Optional[str] = _attack_opt("learning-rate", False),
-    eps: Optional[str] = _attack_opt("eps", False),
-    steps: Optional[str] = _attack_opt("steps", False),
-    theta: Optional[str] = _attack_opt("theta", False),
-    gamma: Optional[str] = _attack_opt("gamma", False),
-    param: Optional[list[str]] = typer.Option(None, "--param", metavar="NAME=VALUE",
-                                              help="Any declared attack parameter (repeatable), e.g. --param "
-                                                   "abort_early=false.", rich_help_panel=ATTACK_PARAMS_PANEL),
+    attack_params: AttackParams = NO_ATTACK_PARAMS,
     test_dropout: str = typer.Option("0.5", "--test-dropout", metavar="R1,R2,...",
                                      help="Test dropout rates r' to audit, one defender each.",
                                      rich_help_panel=DEFENDER_PANEL),
@@ -1171,14 +1204,8 @@ def audit(
     check_plotly_mode(plotly)
     check_outputs({"--out": out, "its JSON": json_path_for(out)},
                   inputs={"--model": model, "--weights": weights, "--data": data})
-    flags = {"kappa": kappa, "initial_c": c, "search_steps": search_steps, "iterations": iterations,
-             "learning_rate": learning_rate, "eps": eps, "steps": steps, "theta": theta, "gamma": gamma}
-    params = {name: _split(text) for name, text in flags.items() if text is not None}
-    for item in param or []:
-        name, value = _name_value(item, "--param")
-        params.setdefault(name, []).extend(_split(value))
-    _check_applies([attack.strip()], params, {_name_value(item, "--param")[0] for item in param or []})
-    attackers = attacker_space([attack.strip()], params, _split(eot), _split(success_test), text=True)
+    _check_applies([attack.strip()], attack_params)
+    attackers = attacker_space([attack.strip()], attack_params.values, _split(eot), _split(success_test), text=True)
     if len(attackers) != 1:
         raise DefdropError(f"the audit takes one attacker strategy; the options give {len(attackers)}: "
                            f"{', '.join(a.id for a in attackers[:4])}")

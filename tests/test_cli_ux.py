@@ -215,6 +215,37 @@ def test_attack_parameter_help_shows_the_declared_defaults() -> None:
     assert "pgd: Linf budget (a number in (0, 1], default 0.3)" in text
 
 
+def test_attack_parameter_options_come_from_one_declaration() -> None:
+    """Both commands that take attack parameters expose exactly ATTACK_FLAGS and --param, and a command built
+    after a new entry is added exposes it with no command listing it."""
+    import typer
+
+    from cli import ATTACK_FLAGS, attack_param_options
+
+    for command in ("payoff", "audit"):
+        flags = {o for o, p in _options(command).items() if getattr(p, "rich_help_panel", "").startswith("Attack p")}
+        assert flags == {f"--{f}" for f in ATTACK_FLAGS} | {"--param"}, command
+    seen = {}
+    extra = typer.Typer()
+
+    @extra.command()
+    @attack_param_options(many=True)
+    def probe(attack_params=None) -> None:
+        seen["values"] = attack_params.values
+
+    ATTACK_FLAGS["max-iterations"] = "max_iterations"
+    try:
+        built = attack_param_options(many=True)(lambda attack_params=None: attack_params)
+    finally:
+        del ATTACK_FLAGS["max-iterations"]
+    import inspect
+
+    assert "max_iterations" in inspect.signature(built).parameters
+    result = CliRunner().invoke(extra, ["--kappa", "0, 5", "--param", "abort_early=false"])
+    assert result.exit_code == 0, result.output
+    assert seen["values"] == {"kappa": ["0", "5"], "abort_early": ["false"]}
+
+
 def test_deprecated_alias_still_works(small_checkpoint, tmp_path) -> None:
     result = runner.invoke(app, ["accuracy", "--model", str(small_checkpoint), "--test-dropout", "0",
                                  "--samples", "1", "--device", "cpu"])
