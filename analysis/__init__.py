@@ -13,7 +13,7 @@ The gradient study from a notebook (names imported on first use, so ``import ana
 """
 from __future__ import annotations
 
-from importlib import import_module
+from payoffs.lazy import lazy_exports
 
 _EXPORTS = {
     "run_gradvar": "analysis.gradvar",
@@ -27,14 +27,4 @@ _EXPORTS = {
     "write_solve_report_html": "analysis.solve_report",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'analysis' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -7,7 +7,7 @@ functions named like their modules, e.g. ``gameplay.minimax.minimax``, are impor
 """
 from __future__ import annotations
 
-from importlib import import_module
+from payoffs.lazy import lazy_exports
 
 _EXPORTS = {
     "Game": "gameplay.game",
@@ -33,10 +33,4 @@ _EXPORTS = {
     "DEFAULT_MAX_ACCURACY_DROP": "gameplay.rules",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'gameplay' has no attribute {name!r}")
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

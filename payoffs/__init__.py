@@ -11,7 +11,7 @@ one is touched)::
 """
 from __future__ import annotations
 
-from importlib import import_module
+from payoffs.lazy import lazy_exports
 
 _EXPORTS = {
     "PaperCNN": "payoffs.models",
@@ -35,14 +35,4 @@ _EXPORTS = {
     "DefdropError": "payoffs.errors",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'payoffs' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
