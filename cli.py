@@ -318,20 +318,17 @@ def examples(*lines: str) -> str:
     return "Examples:\n\n" + "\n\n".join(escape(f"  {line}") for line in lines)
 
 
+MODEL_FLAGS = {"checkpoints": "--model CHECKPOINT", "factory": "--model-factory MODULE:CALLABLE",
+               "weights": "--weights FILE", "labels": "--model-label"}
+"""The model options as a refusal names them (payoffs.sources.check_model_options holds the rules)."""
+
+
 def _check_model_options(checkpoints: list, factory: Optional[str], weights: list, labels: list,
                          data: Optional[Path], dataset: Optional[str], data_dir: Optional[Path]) -> None:
     """The combinations of the model and data options, named as the user typed them."""
-    if labels and factory is None:
-        raise DefdropError("--model-label names a --model-factory model; a checkpoint carries its own label")
-    if weights and factory is None:
-        raise DefdropError("--weights needs --model-factory MODULE:CALLABLE (the code that builds the model)")
-    if factory is not None and not weights:
-        raise DefdropError(f"--model-factory {factory} needs --weights FILE (a state dict of the model it builds)")
-    if labels and len(labels) != len(weights):
-        raise DefdropError(f"--model-label: give one per --weights file ({len(labels)} label(s) for {len(weights)} "
-                           "file(s))")
-    if not checkpoints and factory is None:
-        raise DefdropError("give a model: --model CHECKPOINT, or --model-factory MODULE:CALLABLE --weights FILE")
+    from payoffs.sources import check_model_options
+
+    check_model_options(checkpoints, factory, weights, labels, names=MODEL_FLAGS)
     if data is not None and dataset is not None:
         raise DefdropError("give --data FILE or --dataset NAME, not both")
     if data is not None and data_dir is not None:

@@ -278,23 +278,35 @@ def load_model(checkpoint: str | Path | None = None, *, factory: str | None = No
     return FactorySource.open(factory, weights, label=label, dataset=dataset, tags=tags)
 
 
+MODEL_OPTION_NAMES = {"checkpoints": "checkpoints=", "factory": "factory=", "weights": "weights=", "labels": "labels="}
+"""How the model options are named in a refusal: the library's parameter names (the CLI passes its flags)."""
+
+
+def check_model_options(checkpoints: Sequence, factory: str | None, weights: Sequence, labels: Sequence,
+                        names: dict[str, str] = MODEL_OPTION_NAMES) -> None:
+    """The combinations of the model options, one rule each, refused in one line naming the options as ``names``
+    spells them (``checkpoints``, ``factory``, ``weights``, ``labels``)."""
+    n = names
+    if labels and factory is None:
+        raise DefdropError(f"{n['labels']} names models built by {n['factory']}; a checkpoint carries its own label")
+    if weights and factory is None:
+        raise DefdropError(f"{n['weights']} needs {n['factory']} (the code that builds the model)")
+    if factory is not None and not weights:
+        raise DefdropError(f"{n['factory']} {factory} needs {n['weights']} (a state dict of the model it builds)")
+    if labels and len(labels) != len(weights):
+        raise DefdropError(f"{n['labels']}: give one per {n['weights']} file ({len(labels)} label(s) for "
+                           f"{len(weights)} file(s))")
+    if not checkpoints and factory is None:
+        raise DefdropError(f"give a model: {n['checkpoints']}, or {n['factory']} with {n['weights']}")
+
+
 def open_models(checkpoints: Sequence[str | Path] = (), factory: str | None = None,
                 weights: Sequence[str | Path] = (), labels: Sequence[str] = (),
                 dataset: str | None = None) -> list[ModelSource]:
     """The models of a command: defdrop checkpoints (``--model``) and/or one factory (``--model-factory``) with one
     or more weights files (``--weights``, one model each, labelled by ``--model-label`` in the same order)."""
     checkpoints, weights, labels = list(checkpoints or ()), list(weights or ()), list(labels or ())
-    if factory is None and labels:
-        raise DefdropError("labels name models built by a factory; a checkpoint carries its own (labels)")
-    if factory is None and weights:
-        raise DefdropError("weights need the factory that builds their model (factory)")
-    if factory is not None and not weights:
-        raise DefdropError(f"model factory {factory} needs a state dict of the model it builds (weights)")
-    if labels and len(labels) != len(weights):
-        raise DefdropError(f"give one label per weights file ({len(labels)} label(s) for {len(weights)} "
-                           "file(s); labels)")
-    if not checkpoints and factory is None:
-        raise DefdropError("no model given: a checkpoint, or a factory with its weights (checkpoints, factory)")
+    check_model_options(checkpoints, factory, weights, labels)
     models: list[ModelSource] = [CheckpointSource.open(p) for p in checkpoints]
     models += [FactorySource.open(factory, w, label=labels[i] if labels else None, dataset=dataset)
                for i, w in enumerate(weights)] if factory is not None else []

@@ -309,10 +309,10 @@ def test_bad_slot_in_payoff_and_gradvar(files, tmp_path, command: str) -> None:
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--weights", "W"], "--weights needs --model-factory"),
+    (["--weights", "W"], "--weights FILE needs --model-factory MODULE:CALLABLE"),
     (["--model-factory", FACTORY], "needs --weights FILE"),
     (["--model", "W", "--model-factory", FACTORY, "--weights", "W"], "not both"),
-    (["--model-label", "x", "--model", "W"], "--model-label names a --model-factory model"),
+    (["--model-label", "x", "--model", "W"], "--model-label names models built by --model-factory"),
     ([], "give a model: --model CHECKPOINT, or --model-factory"),
     (["--model-factory", FACTORY, "--weights", "W", "--data", "D", "--dataset", "mnist-5k"],
      "give --data FILE or --dataset NAME, not both"),
@@ -329,9 +329,9 @@ def test_python_api_errors_are_defdrop_errors(files) -> None:
         load_model()
     with pytest.raises(DefdropError, match="needs its weights"):
         load_model(factory=FACTORY)
-    with pytest.raises(DefdropError, match=r"weights need the factory that builds their model \(factory\)"):
+    with pytest.raises(DefdropError, match=r"weights= needs factory= \(the code that builds the model\)"):
         open_models(weights=[files["weights"]])
-    with pytest.raises(DefdropError, match=r"one label per weights file \(1 label\(s\) for 2 file\(s\); labels\)"):
+    with pytest.raises(DefdropError, match=r"labels=: give one per weights= file \(1 label\(s\) for 2 file\(s\)\)"):
         open_models(factory=FACTORY, weights=[files["weights"]] * 2, labels=["a"])
     with pytest.raises(DefdropError, match=r"not both \(data, dataset\)"):
         open_data(files["data"], "mnist-5k")
