@@ -12,40 +12,14 @@ from payoffs.evaluation import sampled_correct
 from payoffs.models import PaperCNN, with_defense
 from payoffs.sampling import counting, sample_logits
 from payoffs.slots import DefendedModel
-
-
-class Block(nn.Module):
-    def __init__(self, width: int) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(width, width, 3, padding=1)
-        self.bn = nn.BatchNorm2d(width)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(x + self.bn(self.conv(x)))
-
-
-class TinyResNet(nn.Module):
-    """Skip connections around the slot, BatchNorm in eval mode: the trunk's values cross into the head."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.stem = nn.Conv2d(1, 8, 3, stride=2, padding=1)
-        self.block1 = Block(8)
-        self.block2 = Block(8)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(8, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = torch.relu(self.stem(x))
-        h = self.block2(self.block1(h))
-        return self.fc(torch.flatten(self.pool(h), 1))
+from tests.payoffs.user_models import SmallResNet
 
 
 def _models():
     torch.manual_seed(0)
     paper = PaperCNN("mnist", train_dropout=0.3).eval()
     paper2 = PaperCNN("mnist", dropout_layer="fc2").eval()
-    res = TinyResNet().eval()
+    res = SmallResNet().eval()  # skip connections around the slot, BatchNorm in eval mode
     return [(paper, "dropout"), (paper2, "dropout"), (res, "block1.conv"), (res, "block1")]
 
 
