@@ -12,7 +12,9 @@ timings taken in the same run:
    strategy at EOT 1 (target <= 1.5x; skipped with --quick);
 4. a clean-accuracy cell on mnist-5k (1,000 images, M = 20) in seconds (target <= 2 s);
 5. CPU pass sizes for EOT 8 steps (what CPU_FORWARD_IMAGES is set from);
-6. per-sample input gradients (gradvar): repeating the input against a vectorized backward over a shared forward.
+6. per-sample input gradients (gradvar): repeating the input against a vectorized backward over a shared forward;
+7. the EOT 8 C&W step with the model's convolutions in channels-last memory (how models load for inference on a
+   CPU, payoffs.device.for_inference) against the contiguous layout.
 """
 from __future__ import annotations
 
@@ -130,6 +132,13 @@ def main() -> None:
     vec = best_of(vectorized, 2)
     print(f"6. per-sample input gradients, 20 images x S = 50: repeating the input {rep:.3f} s, vectorized backward "
           f"over one shared forward {vec:.3f} s")
+
+    model.to(memory_format=torch.contiguous_format)  # in place: net holds the same layers
+    flat = best_of(lambda: cw_step(net, x, t, 8, chunk))
+    model.to(memory_format=torch.channels_last)
+    last = best_of(lambda: cw_step(net, x, t, 8, chunk))
+    print(f"7. C&W step at EOT 8, 900 examples: channels-last {last:.3f} s vs contiguous {flat:.3f} s -> "
+          f"{last / flat:.2f}x")
 
     if not args.quick:
         attackers = {k: attacker_space(["cw"], {"kappa": ["5"]}, [str(k)], ["expected"], text=True)[0]

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from payoffs.device import for_inference
 from payoffs.errors import DefdropError, untrusted
 from payoffs.io import atomic_write_bytes  # noqa: F401  (re-exported: older code imports it from here)
 from payoffs.models import ARCHITECTURES, DROPOUT_LAYERS, PaperCNN
@@ -51,7 +52,7 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tup
                 raise
             raise DefdropError(f"{path}: not a defdrop checkpoint (it holds objects that weights_only loading "
                                f"refuses)") from None
-    return model.to(device).eval(), meta
+    return for_inference(model, device), meta
 
 
 def load_checkpoint_bytes(data: bytes, name: str,
@@ -69,7 +70,7 @@ def load_checkpoint_bytes(data: bytes, name: str,
                 raise
             raise DefdropError(f"{label}: not a defdrop checkpoint (it holds objects that weights_only loading "
                                f"refuses)") from None
-    return model.to(device).eval(), meta
+    return for_inference(model, device), meta
 
 
 def _shape(t: torch.Tensor) -> str:

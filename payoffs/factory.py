@@ -23,6 +23,7 @@ from typing import Callable, Iterable
 import torch
 from torch import nn
 
+from payoffs.device import for_inference
 from payoffs.errors import DefdropError, exception_line, untrusted
 
 FACTORY_FORM = "MODULE:CALLABLE (e.g. mypkg.nets:build)"
@@ -167,4 +168,4 @@ def load_user_model(spec: str, weights: str | Path, device: torch.device | str =
     model = build_module(spec, search_path)
     load_state(model, read_state_dict(weights, data), str(weights), spec)
     check_finite(model, f"model built by {spec} with {weights}")
-    return model.to(device).eval()
+    return for_inference(model, device)

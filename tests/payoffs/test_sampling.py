@@ -132,3 +132,25 @@ def test_deterministic_defense_gives_the_repeat_paths_examples() -> None:
     shared = make_attack("cw", search_steps=2, iterations=10, eot=4, seed=0)(net, x, t)
     plain = make_attack("cw", search_steps=2, iterations=10, eot=1, seed=0)(model, x, t)
     assert torch.allclose(shared.x_adv, plain.x_adv, atol=1e-6) and torch.equal(shared.success, plain.success)
+
+
+@pytest.mark.parametrize("factory", [lambda: PaperCNN("mnist", train_dropout=0.3), SmallResNet])
+def test_models_load_channels_last_on_cpu_with_the_same_numbers(factory, tmp_path) -> None:
+    """Loaded for inference on a CPU, convolution weights are channels-last; logits, input gradients and the
+    model's hash are those of the contiguous model up to float round-off."""
+    from payoffs.checkpoint import weights_hash
+    from payoffs.device import for_inference
+
+    torch.manual_seed(0)
+    plain = factory().eval()
+    fast = for_inference(factory().eval(), "cpu")
+    fast.load_state_dict(plain.state_dict())
+    convs = [m for m in fast.modules() if isinstance(m, nn.Conv2d)]
+    assert convs and all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
+    assert not all(m.weight.is_contiguous() for m in convs)
+    x = torch.rand(6, 1, 28, 28, requires_grad=True)
+    g_plain = torch.autograd.grad(plain(x).logsumexp(1).sum(), [x])[0]
+    g_fast = torch.autograd.grad(fast(x).logsumexp(1).sum(), [x])[0]
+    torch.testing.assert_close(fast(x), plain(x), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(g_fast, g_plain, rtol=1e-4, atol=1e-6)
+    assert weights_hash(fast) == weights_hash(plain)
