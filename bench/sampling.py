@@ -1,6 +1,6 @@
 """Defender samples for the price of the layers they touch: issue 14's targets, measured side by side.
 
-    .venv/bin/python bench/sampling.py [--quick] [--threads N]
+    .venv/bin/python bench/sampling.py [--quick] [--items 1,3] [--threads N]
 
 Prints, on the paper's MNIST CNN (mnist-5k, r = 0.3; trained once into runs/bench/), each as a ratio of two
 timings taken in the same run:
@@ -67,11 +67,18 @@ def cw_step(net, x, t, k: int, chunk: int, split: bool = True) -> None:
         torch.autograd.grad(f, [xv])
 
 
+ITEMS = (1, 2, 3, 4, 5, 6, 7)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="skip the two full paper-protocol cells")
+    parser.add_argument("--quick", action="store_true", help="skip item 3 (the two full paper-protocol cells)")
+    parser.add_argument("--items", default=",".join(map(str, ITEMS)), help="which items to measure, e.g. 1,3")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = parser.parse_args()
+    items = {int(i) for i in args.items.split(",") if i.strip()} - ({3} if args.quick else set())
+    if not items <= set(ITEMS):
+        parser.error(f"--items: choose from {', '.join(map(str, ITEMS))}")
     if args.threads:
         torch.set_num_threads(args.threads)
     model, _ = load_checkpoint(model_path(ROOT / "runs" / "bench"))
@@ -82,19 +89,21 @@ def main() -> None:
     chunk = attack_base.CPU_FORWARD_IMAGES
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU passes of {chunk} inputs")
 
-    one = best_of(lambda: cw_step(net, x, t, 1, chunk))
-    eight = best_of(lambda: cw_step(net, x, t, 8, chunk))
-    repeat = best_of(lambda: cw_step(net, x, t, 8, chunk, split=False), repeats=1)
-    print(f"1. C&W step, 900 examples: EOT 1 {one:.3f} s, EOT 8 {eight:.3f} s -> {eight / one:.2f}x "
-          f"(target <= 1.3x); EOT 8 by repeating the input {repeat:.3f} s ({repeat / one:.1f}x)")
+    if 1 in items:
+        one = best_of(lambda: cw_step(net, x, t, 1, chunk))
+        eight = best_of(lambda: cw_step(net, x, t, 8, chunk))
+        repeat = best_of(lambda: cw_step(net, x, t, 8, chunk, split=False), repeats=1)
+        print(f"1. C&W step, 900 examples: EOT 1 {one:.3f} s, EOT 8 {eight:.3f} s -> {eight / one:.2f}x "
+              f"(target <= 1.3x); EOT 8 by repeating the input {repeat:.3f} s ({repeat / one:.1f}x)")
 
-    from payoffs.evaluation import sampled_correct
+    if 2 in items:
+        from payoffs.evaluation import sampled_correct
 
-    with torch.no_grad():
-        plain = best_of(lambda: model(x))
-    m20 = best_of(lambda: sampled_correct(net, x, t, 20, seed=0))
-    print(f"2. M = 20 evaluation of 900 examples {m20:.3f} s vs one deterministic forward {plain:.3f} s -> "
-          f"{m20 / plain:.2f}x (target <= 2x)")
+        with torch.no_grad():
+            plain = best_of(lambda: model(x))
+        m20 = best_of(lambda: sampled_correct(net, x, t, 20, seed=0))
+        print(f"2. M = 20 evaluation of 900 examples {m20:.3f} s vs one deterministic forward {plain:.3f} s -> "
+              f"{m20 / plain:.2f}x (target <= 2x)")
 
     from gameplay.strategies import attacker_space
     from payoffs.cell import AccuracySpec, CellSpec, run_accuracy, run_cell
@@ -103,44 +112,49 @@ def main() -> None:
     from payoffs.table import load_model_refs
 
     source = load_model_refs([model_path(ROOT / "runs" / "bench")])[0]
-    spec = AccuracySpec(source, DataSource("mnist-5k"), DefenderStrategy.dropout(0.5), 20, 0)
-    run_accuracy(spec)
-    acc = best_of(lambda: run_accuracy(spec), repeats=2)
-    print(f"4. clean-accuracy cell, 1,000 images x M = 20: {acc:.2f} s (target <= 2 s)")
+    if 4 in items:
+        spec = AccuracySpec(source, DataSource("mnist-5k"), DefenderStrategy.dropout(0.5), 20, 0)
+        run_accuracy(spec)
+        acc = best_of(lambda: run_accuracy(spec), repeats=2)
+        print(f"4. clean-accuracy cell, 1,000 images x M = 20: {acc:.2f} s (target <= 2 s)")
 
-    print("5. CPU pass size for EOT 8 C&W steps (900 examples):")
-    for size in (64, 128, 256, 512, 900):
-        seconds = best_of(lambda size=size: cw_step(net, x, t, 8, size), repeats=2)
-        print(f"   {size:>4} inputs per pass: {seconds:.3f} s")
+    if 5 in items:
+        print("5. CPU pass size for EOT 8 C&W steps (900 examples):")
+        for size in (64, 128, 256, 512, 900):
+            seconds = best_of(lambda size=size: cw_step(net, x, t, 8, size), repeats=2)
+            print(f"   {size:>4} inputs per pass: {seconds:.3f} s")
 
-    xs = x[:20]
+    if 6 in items:
+        xs = x[:20]
 
-    def objective(logits):
-        return cw_margin(logits, t[:20].repeat(50))
+        def objective(logits):
+            return cw_margin(logits, t[:20].repeat(50))
 
-    rep = best_of(lambda: sample_input_gradients(net, xs, 50, noise.row_keys(0, torch.arange(20), 4), objective), 2)
+        keys = noise.row_keys(0, torch.arange(20), 4)
+        rep = best_of(lambda: sample_input_gradients(net, xs, 50, keys, objective), 2)
 
-    def vectorized() -> None:
-        split = net.split
-        boundary, vjp = torch.func.vjp(lambda v: tuple(split.trunk(v)), xs)
-        copies = tuple(b.detach().repeat(50, 1).requires_grad_(True) for b in boundary)
-        with noise.keyed(noise.copies(noise.row_keys(0, torch.arange(20), 4), 50)):
-            values = objective(split.head(net.defense, *copies))
-        grads = torch.autograd.grad(values.sum(), copies)
-        torch.vmap(vjp)(tuple(g.view(50, 20, *g.shape[1:]) for g in grads))
+        def vectorized() -> None:
+            split = net.split
+            boundary, vjp = torch.func.vjp(lambda v: tuple(split.trunk(v)), xs)
+            copies = tuple(b.detach().repeat(50, 1).requires_grad_(True) for b in boundary)
+            with noise.keyed(noise.copies(keys, 50)):
+                values = objective(split.head(net.defense, *copies))
+            grads = torch.autograd.grad(values.sum(), copies)
+            torch.vmap(vjp)(tuple(g.view(50, 20, *g.shape[1:]) for g in grads))
 
-    vec = best_of(vectorized, 2)
-    print(f"6. per-sample input gradients, 20 images x S = 50: repeating the input {rep:.3f} s, vectorized backward "
-          f"over one shared forward {vec:.3f} s")
+        vec = best_of(vectorized, 2)
+        print(f"6. per-sample input gradients, 20 images x S = 50: repeating the input {rep:.3f} s, vectorized "
+              f"backward over one shared forward {vec:.3f} s")
 
-    model.to(memory_format=torch.contiguous_format)  # in place: net holds the same layers
-    flat = best_of(lambda: cw_step(net, x, t, 8, chunk))
-    model.to(memory_format=torch.channels_last)
-    last = best_of(lambda: cw_step(net, x, t, 8, chunk))
-    print(f"7. C&W step at EOT 8, 900 examples: channels-last {last:.3f} s vs contiguous {flat:.3f} s -> "
-          f"{last / flat:.2f}x")
+    if 7 in items:
+        model.to(memory_format=torch.contiguous_format)  # in place: net holds the same layers
+        flat = best_of(lambda: cw_step(net, x, t, 8, chunk))
+        model.to(memory_format=torch.channels_last)
+        last = best_of(lambda: cw_step(net, x, t, 8, chunk))
+        print(f"7. C&W step at EOT 8, 900 examples: channels-last {last:.3f} s vs contiguous {flat:.3f} s -> "
+              f"{last / flat:.2f}x")
 
-    if not args.quick:
+    if 3 in items:
         attackers = {k: attacker_space(["cw"], {"kappa": ["5"]}, [str(k)], ["expected"], text=True)[0]
                      for k in (1, 8)}
         times = {}
@@ -149,8 +163,8 @@ def main() -> None:
             t0 = time.perf_counter()
             record = run_cell(cell)
             times[k] = time.perf_counter() - t0
-            print(f"   {attacker.id}: {times[k]:.1f} s, {record['backwards']} gradients, "
-                  f"{record['trunk_forwards']} trunk passes")
+            print(f"   {attacker.id}: {times[k]:.1f} s, ASR {sum(record['success']) / len(record['success']):.1%}, "
+                  f"{record['backwards']} gradients, {record['trunk_forwards']} trunk passes", flush=True)
         print(f"3. adaptive paper-protocol cell EOT 8 / EOT 1: {times[8] / times[1]:.2f}x (target <= 1.5x)")
 
 
