@@ -42,6 +42,8 @@ from payoffs.errors import DefdropError
 from payoffs.io import atomic_write_text
 from payoffs.stats import LEVEL
 
+EOT_AXIS_PAD = 0.12
+"""The EOT figure's k axis spans the measured k (and the audited attacker's) plus this much, in log10 units."""
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 JSON_VERSION = 1
 
@@ -198,12 +200,14 @@ def runs_frame(audit: DefenderAudit) -> pd.DataFrame:
 def figure_eot_curve(evidence: AuditEvidence, verdict: AuditVerdict) -> go.Figure:
     """ASR (with its interval) against EOT's k, one line per defender; the knee marked where found."""
     fig = go.Figure()
+    measured = [int(evidence.attacker.get("eot", 1))]
     for i, (audit, dv) in enumerate(zip(evidence.defenders, verdict.defenders)):
         if audit.eot is None:
             continue
         color = COLORS[i % len(COLORS)]
         pts_ = audit.eot.points
         ks = [p.k for p in pts_]
+        measured += ks
         y = [100 * p.asr.mean for p in pts_]
         fig.add_trace(go.Scatter(
             x=ks, y=y, mode="lines+markers", name=audit.defender, line={"color": color},
@@ -223,7 +227,8 @@ def figure_eot_curve(evidence: AuditEvidence, verdict: AuditVerdict) -> go.Figur
                   annotation_text=f"audited attacker k = {eot}", annotation_position="top left")
     fig.update_layout(
         title=f"EOT saturation: ASR [{level_text()} interval] against k, {evidence.attacker['id']}",
-        xaxis={"type": "log", "title": "EOT samples per gradient step k (log scale)", "dtick": math.log10(2)},
+        xaxis={"type": "log", "title": "EOT samples per gradient step k (log scale)", "dtick": math.log10(2),
+               "range": [math.log10(min(measured)) - EOT_AXIS_PAD, math.log10(max(measured)) + EOT_AXIS_PAD]},
         yaxis={"title": "attack success rate (%)", "range": [0, 105], "dtick": 10, "ticksuffix": "%"}, height=460)
     return fig
 

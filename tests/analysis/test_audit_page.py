@@ -43,6 +43,15 @@ def test_page_and_json_are_written_together(small_audit, tmp_path) -> None:
     assert set(costs) == {str(n) for n in range(1, 8)} and costs["1"]["forwards"] > 0
 
 
+def test_eot_axis_spans_the_measured_k(small_audit) -> None:
+    """The k axis ends near the largest k measured (eot_max = 4), not at plotly's log-axis default."""
+    import math
+
+    evidence, verdict = small_audit
+    low, high = ap.figure_eot_curve(evidence, verdict).layout.xaxis.range
+    assert math.isclose(10 ** (high - ap.EOT_AXIS_PAD), 4) and math.isclose(10 ** (low + ap.EOT_AXIS_PAD), 1)
+
+
 def test_words_follow_the_numbers(small_audit) -> None:
     evidence, verdict = small_audit
     lines = ap.summary_lines(evidence, verdict)
