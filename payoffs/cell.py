@@ -22,7 +22,7 @@ import json
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -142,41 +142,80 @@ def run_cell(spec: CellSpec, progress: ProgressFn | None = None, *, model: torch
 
     ``model``/``data``: already loaded resources (an executor's cache); by default loaded from the spec.
     """
+    return run_cells([spec], progress, model=model, data=data)[0]
+
+
+def run_cells(specs: Sequence[CellSpec], progress: ProgressFn | None = None, *,
+              model: torch.nn.Module | None = None, data: TestSplit | None = None) -> list[dict]:
+    """Cells that differ only in their defender, attacked in one batch; their records, in order.
+
+    One cell is :func:`run_cell`. Several (fused: :mod:`payoffs.fused` decides which may be) run one attack over
+    every cell's examples at once, each row under its own cell's defense (:class:`payoffs.fused.RowRateDropout`)
+    and keys (``group_seeds``), so each record holds what the cell alone would hold; the attack's cost and time
+    are shared equally among the cells (``fused_cells`` in the record says by how many), each evaluation is its
+    cell's own.
+    """
     from payoffs.attacks import make_attack
     from payoffs.evaluation import sampled_correct
 
+    first = specs[0]
     start = time.perf_counter()
-    model, data = _resources(spec, model, data)
+    model, data = _resources(first, model, data)
     device = next(model.parameters()).device
-    inputs, targets, _, image = attack_inputs(model, data.x, data.y, spec.n_images, data.num_classes)
-    net = defended(spec, model)
-    seed = spec.cell_seed()
-    attack = make_attack(spec.attacker.attack, **spec.attacker.attack_kwargs(), seed=seed,
-                         batch_size=spec.batch_size)
+    inputs, targets, _, image = attack_inputs(model, data.x, data.y, first.n_images, data.num_classes)
     ids = torch.arange(len(inputs))
-    with counting() as cost:
-        result = attack(net, inputs.to(device), targets.to(device), ids)
-        if progress is not None:
-            progress(1, 2)
-        s = sampled_correct(net, result.x_adv, targets, spec.eval_samples, seed=seed, ids=ids, purpose=noise.EVAL)
+    fused = len(specs)
+    if fused == 1:
+        net, batch_ids, seeds = defended(first, model), ids, None
+    else:
+        from payoffs.fused import fused_net
+
+        net = fused_net([spec.defender.rate for spec in specs], model, first.slot or first.model.default_slot)
+        batch_ids = torch.cat([noise.group_ids(g, ids) for g in range(fused)])
+        seeds = [spec.cell_seed() for spec in specs]
+    attack = make_attack(first.attacker.attack, **first.attacker.attack_kwargs(), seed=first.cell_seed(),
+                         batch_size=first.batch_size * fused)
+    with counting() as attack_cost:
+        result = attack(net, inputs.repeat(fused, 1, 1, 1).to(device), targets.repeat(fused).to(device), batch_ids,
+                        group_seeds=seeds)
+    if progress is not None:
+        progress(1, 2)
+    attack_seconds = time.perf_counter() - start
+    records = []
+    for g, spec in enumerate(specs):
+        began = time.perf_counter()
+        rows = slice(g * len(inputs), (g + 1) * len(inputs))
+        with counting() as cost:
+            s = sampled_correct(net if fused == 1 else defended(spec, model), result.x_adv[rows], targets,
+                                spec.eval_samples, seed=spec.cell_seed(), ids=ids, purpose=noise.EVAL)
+        shared = {k: round(v / fused) for k, v in attack_cost.to_dict().items()}
+        records.append(_cell_record(spec, image, targets, s, result, rows, device, {
+            k: shared[k] + v for k, v in cost.to_dict().items()},
+            attack_seconds / fused + time.perf_counter() - began, fused))
     if progress is not None:
         progress(2, 2)
+    return records
 
+
+def _cell_record(spec: CellSpec, image: torch.Tensor, targets: torch.Tensor, s, result, rows: slice,
+                 device: torch.device, cost: dict[str, int], seconds: float, fused: int) -> dict:
     def floats(t: torch.Tensor) -> list[float]:
-        return [round(float(v), 6) for v in t.detach().cpu().tolist()]
+        return [round(float(v), 6) for v in t[rows].detach().cpu().tolist()]
 
-    return {
+    record = {
         "kind": "cell", "key": spec.key(), "protocol": PROTOCOL_VERSION, "model": spec.model.identity,
         "model_label": spec.model.description.label, "data": spec.data.identity, "slot": spec.slot,
         "attacker": spec.attacker.id, "defender": spec.defender.id, "n_images": int(spec.n_images),
         "n_attacks": int(len(s)), "n_samples": int(spec.eval_samples),
         "image": [int(v) for v in image.tolist()], "target": [int(v) for v in targets.tolist()],
-        "success": [round(float(v), 6) for v in s], "believed": [bool(v) for v in result.success.tolist()],
+        "success": [round(float(v), 6) for v in s], "believed": [bool(v) for v in result.success[rows].tolist()],
         "l2": floats(result.l2), "l0": floats(result.l0), "linf": floats(result.linf),
-        "iterations": [int(v) for v in result.iterations.tolist()],
-        **cost.to_dict(), "seconds": time.perf_counter() - start, "device": str(device),
-        "threads": torch.get_num_threads(),
+        "iterations": [int(v) for v in result.iterations[rows].tolist()],
+        **cost, "seconds": seconds, "device": str(device), "threads": torch.get_num_threads(),
     }
+    if fused > 1:
+        record["fused_cells"] = fused
+    return record
 
 
 def run_accuracy(spec: AccuracySpec, progress: ProgressFn | None = None, *, model: torch.nn.Module | None = None,

@@ -81,6 +81,29 @@ def row_keys(seed: int, ids: torch.Tensor, *labels: int) -> torch.Tensor:
                    ids.to(torch.int64))
 
 
+GROUP_SHIFT = 32
+"""Several runs in one batch (fused cells): an example's id is ``group << GROUP_SHIFT | id within its run``."""
+
+
+def group_ids(group: int, ids: torch.Tensor) -> torch.Tensor:
+    """The ids of run ``group``'s examples in a batch that holds several runs."""
+    return (int(group) << GROUP_SHIFT) | ids.to(torch.int64)
+
+
+def split_ids(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(group, id within its run)`` of each id made by :func:`group_ids`."""
+    return ids >> GROUP_SHIFT, ids & MASK
+
+
+def seeded_row_keys(seeds: torch.Tensor, ids: torch.Tensor, *labels: int) -> torch.Tensor:
+    """:func:`row_keys` with a seed per row: row i's key is ``row_keys(seeds[i], ids[i:i+1], *labels)``, bit for
+    bit (each row of a fused batch draws what it would draw in its own run)."""
+    keys = mix(seeds.to(torch.int64) & MASK)
+    for label in labels:
+        keys = combine(keys, int(label))
+    return combine(keys, ids.to(torch.int64))
+
+
 def copies(keys: torch.Tensor, k: int) -> torch.Tensor:
     """Keys of k independent samples per row, sample-major: ``(k * B,)`` with copy c of row b at ``c * B + b``."""
     if k == 1:
@@ -92,6 +115,7 @@ def copies(keys: torch.Tensor, k: int) -> torch.Tensor:
 @dataclass
 class _Keys:
     rows: torch.Tensor
+    groups: torch.Tensor | None = None
     calls: int = 0
     unit_cache: dict = field(default_factory=dict)
 
@@ -100,12 +124,13 @@ _CURRENT: ContextVar[_Keys | None] = ContextVar("defdrop_noise_keys", default=No
 
 
 @contextmanager
-def keyed(rows: torch.Tensor | None) -> Iterator[None]:
-    """Within the block, :func:`uniform` draws from ``rows`` (one key per batch row); ``None`` does nothing."""
+def keyed(rows: torch.Tensor | None, groups: torch.Tensor | None = None) -> Iterator[None]:
+    """Within the block, :func:`uniform` draws from ``rows`` (one key per batch row); ``None`` does nothing.
+    ``groups``: which run of a fused batch each row belongs to (read by defenses with :func:`row_groups`)."""
     if rows is None:
         yield
         return
-    token = _CURRENT.set(_Keys(rows))
+    token = _CURRENT.set(_Keys(rows, groups))
     try:
         yield
     finally:
@@ -114,6 +139,12 @@ def keyed(rows: torch.Tensor | None) -> Iterator[None]:
 
 def active() -> bool:
     return _CURRENT.get() is not None
+
+
+def row_groups() -> torch.Tensor | None:
+    """The run (group) of each row of the current keyed block, or ``None`` outside a fused batch."""
+    state = _CURRENT.get()
+    return None if state is None else state.groups
 
 
 def _unit_keys(state: _Keys, units: int, device: torch.device) -> torch.Tensor:

@@ -78,10 +78,11 @@ def is_random(model: nn.Module) -> bool:
 
 
 def sample_logits(model: nn.Module, x: torch.Tensor, k: int = 1, keys: torch.Tensor | None = None,
-                  *, split: bool = True) -> torch.Tensor:
+                  *, split: bool = True, groups: torch.Tensor | None = None) -> torch.Tensor:
     """Logits of k independent defender samples at each input: shape ``(k, B, C)``, sample-major.
 
-    ``split=False`` forces the repeat path (for tests of exactness and for benchmarks).
+    ``split=False`` forces the repeat path (for tests of exactness and for benchmarks). ``groups``: the run of
+    each input in a fused batch (see :func:`payoffs.noise.row_groups`), handed to the defense with the keys.
     """
     b = len(x)
     grad = torch.is_grad_enabled() and x.requires_grad
@@ -91,7 +92,8 @@ def sample_logits(model: nn.Module, x: torch.Tensor, k: int = 1, keys: torch.Ten
         return logits.unsqueeze(0).expand(k, *logits.shape)
     boundary = model.trunk(x) if split and isinstance(model, DefendedModel) else None
     rows = None if keys is None else noise.copies(keys.to(x.device), k)
-    with noise.keyed(rows):
+    row_groups = None if groups is None or rows is None else _repeat(groups.to(x.device), k)
+    with noise.keyed(rows, row_groups):
         if boundary is not None:
             logits = model.head(tuple(_repeat(t, k) for t in boundary))
             _charge(k * b, k * b if grad else 0, b)

@@ -145,6 +145,7 @@ def build_payoff_table(
     stats: BuildStats | None = None,
     on_plan: Callable[[dict[str, int], dict[str, int]], None] | None = None,
     only_cached: bool = False,
+    fuse_cells: bool | None = None,
 ) -> pd.DataFrame:
     """Evaluate models x defenders x attackers into a DataFrame with :data:`TABLE_COLUMNS`.
 
@@ -160,6 +161,8 @@ def build_payoff_table(
     ``on_plan(to_run, cached)``: before any check or job, the number of jobs to run and found in the cache, per
     kind (``accuracy``, ``cell``). ``only_cached``: run nothing; the table of the cells already in the cache (a
     row needs its attack cell and its clean-accuracy cell), e.g. the partial table of an interrupted sweep.
+    ``fuse_cells``: attack cells that differ only in their dropout rate in one batch (:mod:`payoffs.fused`; the
+    same records); ``None``: on CUDA devices only.
     """
     from payoffs.params import Param
     from payoffs.preflight import check_model
@@ -203,17 +206,22 @@ def build_payoff_table(
         for m in models:
             check_n_images(m, datas[m.identity], n_images, checks_on)
     total = len(todo)
+    if fuse_cells if fuse_cells is not None else str(device).startswith("cuda"):
+        todo = fused_todo(todo)
     if executor is None:
         per_job = (lambda i: progress_for(todo[i][0])) if progress_for else None
-        executor = make_executor(min(jobs, max(1, total)), per_job)
+        executor = make_executor(min(jobs, max(1, len(todo))), per_job)
     finished = executor.run([(fn, spec) for _, fn, spec in todo])
+    done = 0
     try:
-        for done, (i, record) in enumerate(finished, start=1):
-            cache.put(record["key"], record)
-            results[record["key"]] = record
-            stats.computed += 1
-            if on_done is not None:
-                on_done(todo[i][0], done, total, record)
+        for i, result in finished:
+            for record in result["records"] if result.get("kind") == "fused" else [result]:
+                cache.put(record["key"], record)
+                results[record["key"]] = record
+                stats.computed += 1
+                done += 1
+                if on_done is not None:
+                    on_done(todo[i][0], done, total, record)
     finally:
         # on Ctrl-C or an error, stop the executor's workers (cancel its futures) now, not once the traceback that
         # holds this frame is freed
@@ -237,6 +245,15 @@ def build_payoff_table(
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
     table.attrs["per_image"] = PerImage(per_image_arrays(cells, accs))
     return table
+
+
+def fused_todo(todo: list[tuple[str, Callable, object]]) -> list[tuple[str, Callable, object]]:
+    """The jobs with the attack cells that may share a batch fused (:func:`payoffs.fused_jobs.fuse_jobs`)."""
+    from payoffs.fused_jobs import FusedCells, fuse_jobs, run_fused_cells
+
+    cells = [spec for kind, _, spec in todo if kind == "cell"]
+    return [job for job in todo if job[0] != "cell"] + [
+        ("cell", run_fused_cells if isinstance(job, FusedCells) else run_cell, job) for job in fuse_jobs(cells)]
 
 
 @dataclass(frozen=True, eq=False)

@@ -28,7 +28,7 @@ from __future__ import annotations
 from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Callable, ClassVar, Iterator, final
+from typing import Callable, ClassVar, Iterator, Sequence, final
 
 import torch
 from torch import nn
@@ -165,15 +165,18 @@ class Attack:
         self.seed = None if seed is None else SEED.check(seed, "attack")
         self.batch_size = None if batch_size is None else BATCH_SIZE.check(batch_size, "attack")
         self._key_seed = 0
+        self._group_seeds: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ public entry point
     @final
     def __call__(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor,
-                 ids: torch.Tensor | None = None) -> AttackResult:
+                 ids: torch.Tensor | None = None, *, group_seeds: Sequence[int] | None = None) -> AttackResult:
         """Attack every ``(x_i, target_i)``; returns results on ``x``'s device.
 
         ``ids``: each example's id in the run (default ``0..B-1``); the randomness of example i depends on its id,
-        not on its position in a batch.
+        not on its position in a batch. ``group_seeds``: several runs in one batch (fused cells): ids made by
+        :func:`payoffs.noise.group_ids`, and run g's examples draw what they would draw alone with seed
+        ``group_seeds[g]`` (the defense learns each row's run from :func:`payoffs.noise.row_groups`).
         """
         x, target = self._check_inputs(x, target)
         ids = torch.arange(len(x)) if ids is None else torch.as_tensor(ids, dtype=torch.int64).flatten()
@@ -187,6 +190,14 @@ class Attack:
         x, target, ids = x.to(device), target.to(device), ids.to(device)
         seed = self.seed if self.seed is not None else int(torch.randint(0, 2 ** 31 - 1, ()).item())
         self._key_seed = seed
+        self._group_seeds = None
+        if group_seeds is not None:
+            self._group_seeds = torch.tensor([SEED.check(int(g), "attack group") for g in group_seeds],
+                                             dtype=torch.int64, device=device)
+            groups = noise.split_ids(ids)[0]
+            if len(ids) and (int(groups.min()) < 0 or int(groups.max()) >= len(group_seeds)):
+                raise DefdropError(f"attack ids name groups up to {int(groups.max())} but {len(group_seeds)} "
+                                   "group seed(s) were given")
         fork = (torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
                 if self.seed is not None else nullcontext())
         with fork, torch.enable_grad():
@@ -214,15 +225,22 @@ class Attack:
         raise NotImplementedError
 
     # ------------------------------------------------------------------ helpers for subclasses
+    def _row_keys(self, ids: torch.Tensor, purpose: int, *labels: int) -> torch.Tensor:
+        if self._group_seeds is None:
+            return noise.row_keys(self._key_seed, ids, purpose, *labels)
+        groups, local = noise.split_ids(ids)
+        return noise.seeded_row_keys(self._group_seeds[groups], local, purpose, *labels)
+
     def keys(self, ids: torch.Tensor, *labels: int) -> torch.Tensor:
         """Per-example keys for one step (``labels``: e.g. the step number)."""
-        return noise.row_keys(self._key_seed, ids, noise.ATTACK, *labels)
+        return self._row_keys(ids, noise.ATTACK, *labels)
 
     def sample_logits(self, model: nn.Module, x: torch.Tensor, ids: torch.Tensor | None = None,
                       step: int = 0) -> torch.Tensor:
         """Logits of ``eot`` independent samples of the model at ``x``: shape ``(k, B, C)``."""
         keys = None if ids is None else self.keys(ids, step)
-        return sample_logits(model, x, self.eot, keys)
+        groups = None if ids is None or self._group_seeds is None else noise.split_ids(ids)[0]
+        return sample_logits(model, x, self.eot, keys, groups=groups)
 
     def chunks(self, n: int, device: torch.device) -> list[slice]:
         """Slices of the ``n`` active examples sent through the model per pass (see :data:`CPU_FORWARD_IMAGES`)."""
@@ -262,7 +280,7 @@ class Attack:
 
     def uniform(self, x: torch.Tensor, ids: torch.Tensor, *labels: int) -> torch.Tensor:
         """Uniforms in [0, 1) shaped like ``x``, keyed per example (e.g. PGD's random start)."""
-        with noise.keyed(noise.row_keys(self._key_seed, ids, noise.START, *labels)):
+        with noise.keyed(self._row_keys(ids, noise.START, *labels)):
             return noise.uniform(x.shape, x.device, x.dtype)
 
     def params(self) -> dict:
