@@ -151,7 +151,8 @@ def run_cells(specs: Sequence[CellSpec], progress: ProgressFn | None = None, *,
 
     One cell is :func:`run_cell`. Several (fused: :mod:`payoffs.fused` decides which may be) run one attack over
     every cell's examples at once, each row under its own cell's defense (:class:`payoffs.fused.RowRateDropout`)
-    and keys (``group_seeds``), so each record holds what the cell alone would hold; the attack's cost and time
+    and keys (``group_seeds``), so each record holds what the cell alone would hold (up to the float round-off
+    that another batch composition gives a convolution's sums); the attack's cost and time
     are shared equally among the cells (``fused_cells`` in the record says by how many), each evaluation is its
     cell's own.
     """

@@ -4,7 +4,8 @@ At batch 900 a GPU is mostly idle on the paper's small CNN. Cells that share a m
 attacker strategy and the protocol (N, M, seed, device, batch size) and whose defenders are test-time dropout at
 rates r'_1..r'_J > 0 become one job: the attack runs once over the J x 900 examples, row b of cell j dropping with
 r'_j (:class:`RowRateDropout`) and drawing from cell j's keys (the attack's ``group_seeds``), so every record is
-the one the cell would give alone (a test compares them); only the attack's cost and time are shared. Then each
+the one the cell would give alone, up to the float round-off any change of batch brings (a test compares them);
+only the attack's cost and time are shared. Then each
 cell's M-sample evaluation runs on its own. Deterministic defenders (r' = 0) and other defenses (SAP) stay single
 cells: fusing them would change a rate-0 row's number of draws or need a per-row SAP.
 
