@@ -93,7 +93,8 @@ def test_a_fused_sweep_gives_the_unfused_table(ref, tmp_path, device: str) -> No
     defenders = defender_space([0.0, 0.3, 0.5], sap=True)
     kw = dict(n_images=2, eval_samples=4, seed=0, device=device)
     plain = build_payoff_table([ref], attackers, defenders, cache_dir=tmp_path / "a", fuse_cells=False, **kw)
-    fused = build_payoff_table([ref], attackers, defenders, cache_dir=tmp_path / "b", fuse_cells=True, **kw)
+    # two worker processes: the fused job travels to a worker and back like a cell
+    fused = build_payoff_table([ref], attackers, defenders, cache_dir=tmp_path / "b", fuse_cells=True, jobs=2, **kw)
     same = [c for c in plain.columns if c not in ("seconds", "forwards", "backwards", "trunk_forwards")]
     assert plain[same].equals(fused[same])
     records = [json.loads(p.read_text()) for p in (tmp_path / "b").glob("*.json")]
