@@ -79,7 +79,8 @@ def test_checkpoint_roundtrip_weights_only(tmp_path: Path, small_trained) -> Non
     assert meta["dataset"] == "mnist-5k" and not model.training
     assert weights_hash(model) == weights_hash(small_trained.model)
     x = torch.rand(2, 1, 28, 28)
-    assert torch.equal(model(x), small_trained.model(x))
+    # loaded for inference in channels-last memory: the same logits up to float round-off
+    torch.testing.assert_close(model(x), small_trained.model(x), rtol=1e-5, atol=1e-5)
 
 
 def test_checkpoint_errors(tmp_path: Path) -> None:
