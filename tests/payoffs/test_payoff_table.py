@@ -179,15 +179,23 @@ def test_ctrl_c_stops_parallel_workers_at_once_and_keeps_finished_cells(small_ch
            "--search-steps", "10", "--iterations", "5000", "--test-dropout", "0,0.5", "--n-images", "2",
            "--eval-samples", "3", "--cache-dir", str(cache), "--out", str(tmp_path / "p.csv"), "--device", "cpu",
            "--jobs", "2"]
+    # SIGINT as a terminal's Ctrl-C delivers it: a suite run in the background of a shell would otherwise hand the
+    # command SIGINT ignored (as shells do for background jobs), and Python then installs no handler for it
     proc = subprocess.Popen(cmd, cwd=Path(__file__).resolve().parents[2], env={**os.environ, "COLUMNS": "200"},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list(cache.glob("*.json"))) < 3:  # 2 accuracies + the first FGSM cell
-        time.sleep(0.05)
-    time.sleep(1.0)  # both workers are now inside C&W cells (50,000 Adam steps each)
-    sent = time.time()
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and len(list(cache.glob("*.json"))) < 3:  # 2 accuracies + the first FGSM cell
+            time.sleep(0.05)
+        time.sleep(1.0)  # both workers are now inside C&W cells (50,000 Adam steps each)
+        sent = time.time()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == 130, err
     assert time.time() - sent < 15, "the running cells should be abandoned, not waited for"
     assert "interrupted" in err
