@@ -36,15 +36,24 @@ class RowRateDropout(nn.Module):
         if not rates or any(not 0.0 < float(r) < 1.0 for r in rates):
             raise DefdropError(f"fused dropout rates must lie in (0, 1), got {list(rates)}")
         self.rates = [float(r) for r in rates]
+        self._tables: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _rate_scale(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rates and the divisors ``1 - r'`` (in double, then rounded to ``dtype``: what TestTimeDropout's
+        Python-float divisor becomes) as tensors on ``device``, made once per device and dtype."""
+        key = (device, dtype)
+        if key not in self._tables:
+            self._tables[key] = (torch.tensor(self.rates, dtype=dtype, device=device),
+                                 torch.tensor([1.0 - r for r in self.rates], dtype=dtype, device=device))
+        return self._tables[key]
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         groups = noise.row_groups()
         shape = (-1,) + (1,) * (h.dim() - 1)
         if groups is None:
             groups = torch.zeros(h.shape[0], dtype=torch.int64, device=h.device)
-        rate = torch.tensor(self.rates, dtype=h.dtype, device=h.device)[groups].view(shape)
-        # 1 - r' in double, then rounded to h's dtype: what TestTimeDropout's Python-float divisor becomes
-        scale = torch.tensor([1.0 - r for r in self.rates], dtype=h.dtype, device=h.device)[groups].view(shape)
+        rates, scales = self._rate_scale(h.device, h.dtype)
+        rate, scale = rates[groups].view(shape), scales[groups].view(shape)
         keep = noise.uniform(h.shape, h.device, h.dtype) >= rate
         return h * keep / scale
 

@@ -41,13 +41,16 @@ def test_row_rate_dropout_draws_what_each_rate_draws_alone() -> None:
     keys = noise.row_keys(3, torch.arange(6), noise.EVAL)
     groups = torch.tensor([0, 1, 1, 0, 2, 2])
     rates = [0.3, 0.5, 0.9]
-    with noise.keyed(keys, groups):
-        fused = RowRateDropout(rates)(h)
-    for g, rate in enumerate(rates):
-        rows = groups == g
-        with noise.keyed(keys[rows]):
-            alone = TestTimeDropout(rate)(h[rows])
-        assert torch.equal(fused[rows], alone), rate
+    module = RowRateDropout(rates)
+    for dtype in (torch.float32, torch.float64, torch.float32):  # one module, its rate tables per dtype
+        x = h.to(dtype)
+        with noise.keyed(keys, groups):
+            fused = module(x)
+        for g, rate in enumerate(rates):
+            rows = groups == g
+            with noise.keyed(keys[rows]):
+                alone = TestTimeDropout(rate)(x[rows])
+            assert fused.dtype == dtype and torch.equal(fused[rows], alone), (rate, dtype)
     with pytest.raises(DefdropError, match="must lie in"):
         RowRateDropout([0.0, 0.5])
 
