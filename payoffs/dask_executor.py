@@ -425,6 +425,11 @@ class DaskExecutor:
                             raise exc
                         else:
                             future.result()  # raises the job's exception with the worker's traceback
+                    elif future.status in ("lost", "pending"):
+                        # finished, then its result was lost with a worker that died before this client gathered
+                        # it: the scheduler computes it again (the future is still held), so wait for it again
+                        log.warning("%s: its result was lost with a worker; waiting for the recomputation", what)
+                        pending[future] = index
                     else:
                         raise DefdropError(f"the Dask scheduler cancelled {what} (it restarted, or this client "
                                            f"lost it); every finished job is kept: run again to resume")
