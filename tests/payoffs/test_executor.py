@@ -211,7 +211,8 @@ def test_sweep_survives_a_killed_worker_with_the_same_table(small_checkpoint, tm
             pytest.fail("the sweep hung after a worker died")
         assert proc.returncode == 0, err
         # the worker usually holds a job when it dies (then its job runs again and the log says so); on a loaded
-        # machine the last jobs can finish between the listing and the kill, and an idle worker's death loses nothing
+        # machine the last jobs can finish between the listing and the kill, and an idle worker's death loses nothing;
+        # the rerun of a killed job is pinned down by test_worker_killed_mid_job_is_replaced_and_its_job_run_again
         if "its worker died" in err:
             assert "killed by SIGKILL" in err and "running it again" in err
         a = pd.read_csv(tmp_path / "clean.csv").drop(columns=["seconds"])
